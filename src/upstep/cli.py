@@ -1,0 +1,142 @@
+"""``upstep`` command line: upscale | train | eval | bench | degrade | models.
+
+Errors meant for the user (``UpstepError``) print one line and exit 2; batch upscaling goes
+on past a bad file and exits 1 with every failure listed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from upstep.errors import UpstepError
+
+
+def _add_upscale(sub):
+    p = sub.add_parser("upscale", help="upscale images with ONE diffusion step (default)")
+    p.add_argument("inputs", nargs="*", help="image files or folders")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (default: ./upscaled)")
+    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
+    p.add_argument("--model", default=None, help="shipped model name or model folder (default: default-x<scale>)")
+    p.add_argument("--steps", type=int, default=1, help="DDIM steps (default 1)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--colorfix", default="none", choices=("none", "wavelet", "adain"))
+    p.add_argument("--tile", type=int, default=128, help="LR tile size in pixels (memory bound)")
+    p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles in pixels")
+    p.add_argument("--suffix", default="", help="added to output file names in folder mode")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (decompression-bomb guard)")
+    p.add_argument("--demo", action="store_true", help="upscale the bundled sample image")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_upscale)
+
+
+def run_upscale(args) -> int:
+    import upstep.io as uio
+    from upstep.api import default_model_for, load
+
+    if args.steps < 1:
+        raise UpstepError(f"--steps must be at least 1, got {args.steps}")
+    inputs = list(args.inputs)
+    if args.demo:
+        inputs.append(str(Path(__file__).parent / "assets" / "sample.png"))
+    if not inputs:
+        raise UpstepError("no input images: give files or folders, or --demo for the bundled sample")
+    files = uio.list_inputs(inputs)
+    if not files:
+        raise UpstepError(f"no images found in {', '.join(inputs)}")
+    model_name = args.model or default_model_for(args.scale)
+    up = load(model_name, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap)
+    if up.scale != args.scale:
+        raise UpstepError(f"model {model_name} upscales x{up.scale}, but --scale {args.scale} was asked; "
+                          f"drop --model or pick a x{args.scale} model")
+    out = Path(args.output) if args.output else Path("upscaled")
+    read_kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+
+    def one(path: Path) -> Path:
+        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix)
+        if dest.exists() and not args.overwrite:
+            raise uio.OutputExistsError(f"{dest}: exists; pass --overwrite to replace it")
+        img = uio.read_image(path, **read_kw)
+        result = up.upscale_loaded(img, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
+                                   progress=not args.no_progress and len(files) == 1)
+        uio.write_image(result, dest, overwrite=args.overwrite, inputs=files, icc_profile=img.icc_profile)
+        return dest
+
+    report = uio.run_batch(files, one, progress=not args.no_progress and len(files) > 1)
+    for src, dest in report.ok:
+        print(f"{src} -> {dest}")
+    if report.failed:
+        print(report.summary(), file=sys.stderr)
+    return report.exit_code
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a model from a recipe config (resumes if RUN has a checkpoint)")
+    p.add_argument("config", help="config JSON (a path, or a name in configs/)")
+    p.add_argument("--run-dir", "-o", required=True, help="folder for checkpoints, logs and the exported model")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set train.steps=1000")
+    p.add_argument("--init-from", default=None, help="start from a local diffusers folder or an upstep model")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from upstep.config import load_config
+    from upstep.train.loop import train
+
+    cfg = load_config(args.config, args.set)
+    if args.init_from:
+        cfg.setdefault("model", {})["init_from"] = args.init_from
+    out = train(cfg, args.run_dir, progress=not args.no_progress)
+    print(f"model written to {out}")
+    return 0
+
+
+def _add_models(sub):
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=lambda a: print("\n".join(__import__("upstep").available_models())) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upstep", description="One-step diffusion super-resolution.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_upscale(sub)
+    _add_train(sub)
+    _add_models(sub)
+    for module, name in (("upstep.degrade.dataset", "degrade"), ("upstep.evaluate.runner", "eval"),
+                         ("upstep.evaluate.bench", "bench")):
+        _add_optional(sub, module, name)
+    return parser
+
+
+def _add_optional(sub, module: str, name: str) -> None:
+    """Commands whose module provides ``add_<name>_arguments(parser)`` and ``run_<name>(args)``."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+    getattr(mod, f"add_{name}_arguments")(p)
+    p.set_defaults(func=getattr(mod, f"run_{name}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UpstepError as e:
+        print(f"upstep {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Autoencoders: the map between pixels and the latent space the diffusion runs in.
+
+Interface (every implementation): ``encode(x) -> z`` and ``decode(z) -> x`` with pixels
+NCHW in [-1, 1] whose H and W are multiples of ``factor``; ``z`` has ``latent_channels``
+channels at H/factor x W/factor and is already multiplied by ``scaling`` (unit-ish variance,
+the latent-diffusion convention). ``config()`` returns the JSON-able dict that rebuilds it.
+
+* ``PixelUnshuffleAutoencoder``: parameter-free and lossless (pixel_unshuffle / pixel_shuffle).
+  The cheapest latent for CPU-size models; the shipped default uses it.
+* ``KLAutoencoder``: a learned KL autoencoder on diffusers' ``AutoencoderKL`` (trained by
+  ``upstep.recipes.autoencoder``; its decoder is what YONOS decoder fine-tuning trains).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Autoencoder(nn.Module):
+    factor: int
+    latent_channels: int
+    scaling: float
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def config(self) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class PixelUnshuffleAutoencoder(Autoencoder):
+    def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0):
+        super().__init__()
+        self.factor = factor
+        self.in_channels = in_channels
+        self.latent_channels = in_channels * factor * factor
+        self.scaling = scaling
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(x, self.factor) * self.scaling
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(z / self.scaling, self.factor)
+
+    def config(self) -> dict:
+        return {"kind": "pixel_unshuffle", "factor": self.factor, "in_channels": self.in_channels,
+                "scaling": self.scaling}
+
+
+class KLAutoencoder(Autoencoder):
+    """diffusers ``AutoencoderKL``; ``encode`` returns the posterior mode (deterministic)."""
+
+    def __init__(self, block_out_channels=(32, 64, 64), latent_channels: int = 8,
+                 layers_per_block: int = 1, norm_num_groups: int = 16, scaling: float = 1.0,
+                 vae: nn.Module | None = None):
+        super().__init__()
+        from diffusers import AutoencoderKL
+
+        if vae is None:
+            n = len(block_out_channels)
+            vae = AutoencoderKL(
+                in_channels=3, out_channels=3,
+                down_block_types=("DownEncoderBlock2D",) * n,
+                up_block_types=("UpDecoderBlock2D",) * n,
+                block_out_channels=tuple(block_out_channels),
+                layers_per_block=layers_per_block,
+                latent_channels=latent_channels,
+                norm_num_groups=norm_num_groups,
+            )
+        self.vae = vae
+        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = vae.config.latent_channels
+        self.scaling = scaling
+
+    def posterior(self, x: torch.Tensor):
+        return self.vae.encode(x).latent_dist
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x).mode() * self.scaling
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z / self.scaling).sample
+
+    def config(self) -> dict:
+        c = self.vae.config
+        return {"kind": "kl", "block_out_channels": list(c.block_out_channels),
+                "latent_channels": c.latent_channels, "layers_per_block": c.layers_per_block,
+                "norm_num_groups": c.norm_num_groups, "scaling": self.scaling}
+
+
+def build_autoencoder(config: dict) -> Autoencoder:
+    cfg = dict(config)
+    kind = cfg.pop("kind")
+    if kind == "pixel_unshuffle":
+        return PixelUnshuffleAutoencoder(**cfg)
+    if kind == "kl":
+        return KLAutoencoder(**cfg)
+    raise ValueError(f"unknown autoencoder kind {kind!r}: use 'pixel_unshuffle' or 'kl'")

@@ -1,0 +1,63 @@
+"""The denoising U-Net: diffusers ``UNet2DModel`` whose input is concat(noisy latent, LR latent).
+
+``SRUNet(z_t, cond, t)`` with t in [0, 1] (continuous; fed to the sinusoidal time embedding
+as 1000 t). The output convolution starts at zero, so an untrained network predicts v = 0;
+with the residual target and t = 1 that is exactly the bicubic upscale.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SRUNet(nn.Module):
+    def __init__(self, latent_channels: int, cond_channels: int | None = None,
+                 block_out_channels=(64, 128, 128), layers_per_block: int = 1,
+                 attention: bool = False, norm_num_groups: int = 16, zero_init_out: bool = True,
+                 unet: nn.Module | None = None):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        cond_channels = latent_channels if cond_channels is None else cond_channels
+        self.latent_channels = latent_channels
+        self.cond_channels = cond_channels
+        n = len(block_out_channels)
+        if unet is None:
+            down = ["DownBlock2D"] * n
+            up = ["UpBlock2D"] * n
+            if attention:  # attention at the lowest resolution only (cheap at CPU sizes)
+                down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+            unet = UNet2DModel(
+                in_channels=latent_channels + cond_channels, out_channels=latent_channels,
+                block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+                down_block_types=tuple(down), up_block_types=tuple(up),
+                norm_num_groups=norm_num_groups, attention_head_dim=8,
+            )
+            if zero_init_out:
+                nn.init.zeros_(unet.conv_out.weight)
+                nn.init.zeros_(unet.conv_out.bias)
+        self.unet = unet
+        self._config = {"latent_channels": latent_channels, "cond_channels": cond_channels,
+                        "block_out_channels": list(block_out_channels),
+                        "layers_per_block": layers_per_block, "attention": attention,
+                        "norm_num_groups": norm_num_groups}
+
+    @property
+    def multiple(self) -> int:
+        """Latent H and W must be multiples of this (one halving per down block)."""
+        return 2 ** (len(self._config["block_out_channels"]) - 1)
+
+    def forward(self, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z_t, cond.to(z_t.dtype)], dim=1)
+        return self.unet(x, t * 1000.0).sample
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+
+def build_unet(config: dict) -> SRUNet:
+    return SRUNet(**config)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,64 @@
+"""What every recipe shares: building the SR model from config, the LR synthesis, validation."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from upstep.degrade import degrade
+from upstep.model import SRDiffusionModel, load_model
+
+
+def build_sr_model(cfg: dict) -> SRDiffusionModel:
+    """A fresh model from the ``model`` section, or one loaded from ``model.init_from``."""
+    mcfg = cfg["model"]
+    if mcfg.get("init_from"):
+        return load_model(mcfg["init_from"])
+    full = {"kind": "vdiffusion", "scale": cfg["data"]["scale"], **mcfg}
+    return SRDiffusionModel.from_config(full)
+
+
+def make_lr(hr01: torch.Tensor, scale: int, pipeline: str, generator: torch.Generator) -> torch.Tensor:
+    """HR [0,1] -> LR [0,1] with the configured degradation (seeded)."""
+    return degrade(hr01, scale, pipeline, generator=generator)
+
+
+class Recipe:
+    """Subclasses set ``trainable`` (name -> module), ``optimizers``, ``ema_names`` and
+    implement ``train_step``. The loop fills ``wrapped`` (accelerate-prepared modules) and
+    ``emas``."""
+
+    trainable: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    ema_names: tuple[str, ...] = ()
+
+    def __init__(self, cfg: dict, accelerator):
+        self.cfg = cfg
+        self.accelerator = accelerator
+        self.wrapped: dict[str, nn.Module] = {}
+        self.emas: dict = {}
+
+    def backward_step(self, loss: torch.Tensor, opt_name: str, module_name: str) -> None:
+        opt = self.optimizers[opt_name]
+        opt.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        clip = self.cfg["train"].get("grad_clip")
+        if clip:
+            self.accelerator.clip_grad_norm_(self.wrapped[module_name].parameters(), clip)
+        opt.step()
+
+    @torch.no_grad()
+    def validate_model(self, model: SRDiffusionModel, hr01: torch.Tensor) -> dict[str, float]:
+        """1-step PSNR-Y (border = scale) of ``model`` and of bicubic on held-apart crops."""
+        from upstep.metrics import psnr
+
+        s = model.scale
+        g = torch.Generator().manual_seed(12345)
+        lr = make_lr(hr01.cpu(), s, "bicubic", g).to(hr01.device)
+        was_training = model.training
+        model.eval()
+        sr = (model.upscale_tensor(lr * 2 - 1, steps=1, generator=g).clamp(-1, 1) + 1) / 2
+        model.train(was_training)
+        bic = model.upsample_lr(lr).clamp(0, 1)
+        q = lambda x: torch.round(x * 255) / 255  # noqa: E731 - benchmark convention: uint8 outputs
+        return {"val_psnr": float(psnr(q(sr), hr01, crop_border=s).mean()),
+                "val_psnr_bicubic": float(psnr(q(bic), hr01, crop_border=s).mean())}

@@ -1,0 +1,122 @@
+"""The one training loop every recipe runs in.
+
+A recipe (``upstep.recipes``) owns its networks, losses and optimisers and implements
+``train_step``; this loop owns everything around it: accelerate (devices, mixed precision,
+``accelerate launch`` for several GPUs), the per-step seeded data, EMA, progress bar,
+periodic validation, atomic checkpoints and exact resume, and the final export.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from upstep.model import save_json, save_model
+from upstep.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from upstep.train.data import HRCropDataset, step_generator
+from upstep.train.ema import EMA
+
+
+def make_accelerator(train_cfg: dict):
+    from accelerate import Accelerator
+
+    mp = train_cfg.get("mixed_precision", "no")
+    cpu = train_cfg.get("device", "auto") == "cpu" or not torch.cuda.is_available()
+    if mp == "fp16" and cpu:
+        mp = "bf16"  # fp16 autocast is a GPU feature; bf16 works on CPU
+    return Accelerator(mixed_precision=mp, cpu=cpu)
+
+
+def lr_at(step: int, train_cfg: dict) -> float:
+    """Linear warm-up then constant (or cosine decay if ``lr_schedule`` = "cosine")."""
+    base, warm, total = train_cfg["lr"], train_cfg.get("warmup", 0), train_cfg["steps"]
+    if warm and step < warm:
+        return base * (step + 1) / warm
+    if train_cfg.get("lr_schedule") == "cosine":
+        frac = (step - warm) / max(1, total - warm)
+        return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return base
+
+
+def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train ``cfg`` into ``run_dir``; resumes from ``run_dir/latest.json`` if present.
+
+    ``stop_after`` ends the run after that many steps of *this invocation* (as a crash would,
+    minus the crash) — used by the resume tests. Returns the exported model folder.
+    """
+    from upstep.recipes import build_recipe
+
+    run_dir = Path(run_dir)
+    tcfg, dcfg = cfg["train"], cfg["data"]
+    seed = int(cfg.get("seed", 0))
+    accelerator = make_accelerator(tcfg)
+    torch.manual_seed(seed)  # network initialisation is seeded too
+    recipe = build_recipe(cfg, accelerator)
+
+    data = HRCropDataset.from_config(dcfg["train_dirs"], dcfg["crop"], "train",
+                                     dcfg.get("val_fraction", 0.02), dcfg.get("limit"))
+    val = None
+    if tcfg.get("val_every"):
+        val = HRCropDataset.from_config(dcfg["train_dirs"], dcfg.get("val_crop", dcfg["crop"]), "val",
+                                        dcfg.get("val_fraction", 0.02))
+
+    names = list(recipe.trainable)
+    opt_names = list(recipe.optimizers)
+    prepared = accelerator.prepare(*[recipe.trainable[n] for n in names],
+                                   *[recipe.optimizers[n] for n in opt_names])
+    recipe.wrapped = dict(zip(names, prepared[: len(names)]))
+    for n, o in zip(opt_names, prepared[len(names):]):
+        recipe.optimizers[n] = o
+    emas = {n: EMA(recipe.trainable[n], tcfg.get("ema", 0.999), tcfg.get("ema_warmup", 100))
+            for n in recipe.ema_names}
+    recipe.emas = emas
+
+    start = 0
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas)
+        start = state["step"]
+        accelerator.print(f"resumed from {ckpt} at step {start}")
+    elif accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_json(cfg, run_dir / "config.json")
+
+    total = int(tcfg["steps"])
+    end = total if stop_after is None else min(total, start + stop_after)
+    log_path = run_dir / "log.jsonl"
+    bar = tqdm(range(start, end), initial=start, total=total, desc=cfg.get("name", cfg["recipe"]),
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        for group_opt in recipe.optimizers.values():
+            for group in group_opt.param_groups:
+                group["lr"] = lr_at(step, tcfg) * group.get("lr_mult", 1.0)
+        g = step_generator(seed, step, process=accelerator.process_index)
+        hr = data.batch(tcfg["batch"], g).to(accelerator.device)
+        logs = recipe.train_step(step, hr, g)
+        for n, e in emas.items():
+            e.update(accelerator.unwrap_model(recipe.wrapped[n]))
+        done = step + 1
+        if val is not None and (done % tcfg["val_every"] == 0 or done == total):
+            logs.update(recipe.validate(val.center_crops(dcfg.get("val_images", 8)).to(accelerator.device)))
+        if accelerator.is_main_process:
+            if done % tcfg.get("log_every", 50) == 0 or done == end or "val_psnr" in logs:
+                rec = {"step": done, "lr": lr_at(step, tcfg), "elapsed_s": round(time.time() - t0, 2), **logs}
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, float)})
+            if done % tcfg.get("checkpoint_every", 500) == 0 or done == total:
+                save_checkpoint(run_dir, done, recipe.trainable, recipe.optimizers, emas,
+                                extra={"recipe": cfg["recipe"]})
+    bar.close()
+    accelerator.wait_for_everyone()
+    out = run_dir / "model"
+    if accelerator.is_main_process and end == total:
+        model = recipe.export()
+        save_model(model, out, extra={"recipe": cfg["recipe"], "steps": total,
+                                      "config": cfg.get("name", ""), "trained_by": "upstep train"})
+    return out
