@@ -1,0 +1,262 @@
+"""Image I/O that never loses data.
+
+* ``read_image``: whatever Pillow opens, any mode, EXIF orientation applied, decompression
+  bombs refused before any pixel is decoded, truncated/empty/non-image files reported in one
+  line that names the file.
+* ``LoadedImage`` keeps what an upscaler must give back: grayscale stays grayscale, alpha is
+  kept aside (upscaled separately and put back), 16-bit stays 16-bit where the format allows,
+  the ICC profile is carried over.
+* ``write_image``: atomic (temp file + rename), never over an input, never over an existing
+  file unless ``overwrite``.
+* ``run_batch``: goes on past a bad file and reports every failure at the end.
+
+Tensor convention: CHW float32 in [0, 1].
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from upstep.errors import UpstepError
+
+DEFAULT_MAX_PIXELS = int(os.environ.get("UPSTEP_MAX_PIXELS", 64_000_000))
+READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
+                 ".tiff": "TIFF", ".bmp": "BMP"}
+# BT.601 luma, used to turn the model's RGB output back into grayscale
+LUMA = (0.299, 0.587, 0.114)
+
+
+class ImageReadError(UpstepError):
+    pass
+
+
+class ImageWriteError(UpstepError):
+    pass
+
+
+class OutputExistsError(ImageWriteError):
+    pass
+
+
+class OutputIsInputError(ImageWriteError):
+    pass
+
+
+@dataclass
+class LoadedImage:
+    rgb: torch.Tensor  # CHW in [0, 1]: 3 channels, or 1 for grayscale
+    alpha: torch.Tensor | None  # 1HW in [0, 1]
+    is_gray: bool
+    bit_depth: int
+    mode: str
+    path: Path | None = None
+    format: str | None = None
+    icc_profile: bytes | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[-1], self.rgb.shape[-2]
+
+
+def _to_tensor(arr: np.ndarray, maxval: float) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / maxval)
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def loaded_from_pil(im: Image.Image, path: Path | None = None) -> LoadedImage:
+    """Normalise any PIL mode to (rgb or gray, alpha, bit depth)."""
+    mode, fmt, icc = im.mode, im.format, im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "P" or im.mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or im.mode == "PA") else "RGB")
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        return LoadedImage(_to_tensor(np.clip(arr, 0, 65535), 65535.0), None, True, 16, mode, path, fmt, icc)
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        hi = 255.0 if arr.max() > 1.0 else 1.0
+        return LoadedImage(_to_tensor(np.clip(arr, 0, hi), hi), None, True, 8, mode, path, fmt, icc)
+    if im.mode == "LA":
+        arr = np.asarray(im)
+        return LoadedImage(_to_tensor(arr[..., 0], 255.0), _to_tensor(arr[..., 1], 255.0), True, 8, mode, path, fmt, icc)
+    if im.mode == "L":
+        return LoadedImage(_to_tensor(np.asarray(im), 255.0), None, True, 8, mode, path, fmt, icc)
+    if im.mode == "RGBA":
+        arr = np.asarray(im)
+        return LoadedImage(_to_tensor(arr[..., :3], 255.0), _to_tensor(arr[..., 3], 255.0), False, 8, mode, path, fmt, icc)
+    if im.mode != "RGB":  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        icc = None if im.mode == "CMYK" else icc  # a CMYK profile does not describe the RGB result
+        im = im.convert("RGB")
+    return LoadedImage(_to_tensor(np.asarray(im), 255.0), None, False, 8, mode, path, fmt, icc)
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = None, min_size: int = 2) -> LoadedImage:
+    path = Path(path)
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if not path.exists():
+        raise ImageReadError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if isinstance(e, UnidentifiedImageError):
+            raise ImageReadError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from e
+        raise ImageReadError(f"{path}: too large to decode safely ({e}); raise the limit with --max-pixels") from e
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot open ({e})") from e
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:  # checked before any pixel data is decoded
+            raise ImageReadError(f"{path}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
+                                 "(decompression-bomb guard); raise it with --max-pixels if the file is trusted")
+        if min(w, h) < min_size:
+            raise ImageReadError(f"{path}: {w}x{h} is too small to upscale (needs at least {min_size}px a side)")
+        try:
+            im.seek(0)  # GIF/APNG/TIFF: the first frame
+            im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageReadError(f"{path}: truncated or corrupt image data ({e})") from e
+        return loaded_from_pil(im, path)
+
+
+def to_model_rgb(img: LoadedImage) -> torch.Tensor:
+    """3HW in [0, 1] for the model (gray repeated to 3 channels)."""
+    return img.rgb.expand(3, -1, -1).contiguous() if img.is_gray else img.rgb
+
+
+def _quant(t: torch.Tensor, maxval: int, dtype) -> np.ndarray:
+    return np.round(t.clamp(0, 1).numpy() * maxval).astype(dtype)
+
+
+def from_model_rgb(rgb: torch.Tensor, like: LoadedImage, alpha: torch.Tensor | None = None) -> Image.Image:
+    """Back to the input's kind: gray -> L (BT.601 luma) or I;16, alpha re-attached.
+    16-bit colour comes back as 8-bit RGB (Pillow cannot write 16-bit RGB PNG)."""
+    if rgb.ndim == 4:
+        rgb = rgb[0]
+    rgb = rgb.detach().float().cpu()
+    if like.is_gray:
+        y = (rgb * torch.tensor(LUMA).view(3, 1, 1)).sum(0) if rgb.shape[0] == 3 else rgb[0]
+        if like.bit_depth == 16:
+            return Image.fromarray(_quant(y, 65535, np.uint16))  # mode I;16
+        gray = _quant(y, 255, np.uint8)
+        if alpha is not None:
+            return Image.fromarray(np.stack([gray, _quant(alpha[0], 255, np.uint8)], -1), "LA")
+        return Image.fromarray(gray, "L")
+    arr = _quant(rgb.permute(1, 2, 0), 255, np.uint8)
+    if alpha is not None:
+        return Image.fromarray(np.concatenate([arr, _quant(alpha[0], 255, np.uint8)[..., None]], -1), "RGBA")
+    return Image.fromarray(arr, "RGB")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, inputs: Iterable = (),
+                icc_profile: bytes | None = None, quality: int = 95) -> Path:
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in WRITE_FORMATS:
+        raise ImageWriteError(f"{path}: cannot write '{ext or '(no extension)'}' files; use one of "
+                              f"{', '.join(sorted(WRITE_FORMATS))}")
+    for src in inputs:
+        if _same_file(Path(src), path):
+            raise OutputIsInputError(f"{path}: is one of the inputs; refusing to write over it "
+                                     "(choose another output or --suffix)")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+    fmt = WRITE_FORMATS[ext]
+    if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
+        raise ImageWriteError(f"{path}: JPEG cannot store the alpha channel of this image; write .png or .webp")
+    if fmt == "JPEG" and img.mode == "I;16":
+        img = img.point(lambda v: v / 257).convert("L")  # JPEG is 8-bit only
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = icc_profile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
+    os.close(fd)
+    try:
+        img.save(tmp, format=fmt, **kwargs)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, (OSError, ValueError)):
+            raise ImageWriteError(f"{path}: could not write ({e})") from e
+        raise
+    return path
+
+
+def list_inputs(paths: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+    """Folders expand to their image files (sorted); explicit paths are kept as given, even
+    missing ones, so a batch reports them as failures instead of silently skipping them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            out += sorted(f for f in it if f.is_file() and f.suffix.lower() in READ_EXTS)
+        else:
+            out.append(p)
+    return out
+
+
+def output_path_for(src: Path, out: Path, n_inputs: int, suffix: str = "", ext: str | None = None) -> Path:
+    src, out = Path(src), Path(out)
+    folder_mode = n_inputs > 1 or out.is_dir() or str(out).endswith(os.sep) or out.suffix == ""
+    if not folder_mode:
+        return out
+    if ext is None:
+        ext = src.suffix.lower()
+        if ext not in WRITE_FORMATS:
+            ext = ".png"  # e.g. .gif: write the upscaled first frame losslessly
+    return out / f"{src.stem}{suffix}{ext}"
+
+
+@dataclass
+class BatchReport:
+    ok: list
+    failed: list
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def summary(self) -> str:
+        lines = [f"{len(self.failed)} of {len(self.ok) + len(self.failed)} failed:"]
+        lines += [f"  {item}: {reason}" for item, reason in self.failed]
+        return "\n".join(lines)
+
+
+def run_batch(items: list, fn: Callable, *, progress: bool = True) -> BatchReport:
+    report = BatchReport([], [])
+    for item in tqdm(items, desc="images", disable=not progress or len(items) < 2):
+        try:
+            report.ok.append((item, fn(item)))
+        except (UpstepError, OSError, ValueError) as e:
+            report.failed.append((item, str(e)))
+        except Exception as e:  # noqa: BLE001 - a batch goes on; the reason is reported
+            report.failed.append((item, f"{type(e).__name__}: {e}"))
+    return report

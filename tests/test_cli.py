@@ -1,0 +1,77 @@
+"""`upstep upscale` and the Python API end to end on a tiny model."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import upstep
+from conftest import make_tiny_model
+from upstep.cli import main
+from upstep.model import save_model
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    return save_model(make_tiny_model(), tmp_path / "model")
+
+
+def _rand(mode, size=(20, 16)):
+    rng = np.random.default_rng(0)
+    ch = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}[mode]
+    arr = rng.integers(0, 256, (size[1], size[0], ch), dtype=np.uint8)
+    return Image.fromarray(arr[..., 0] if ch == 1 else arr, mode)
+
+
+def test_api_keeps_the_kind_of_image(model_dir):
+    up = upstep.load(model_dir, device="cpu")
+    for mode in ("RGB", "RGBA", "L", "LA"):
+        out = up.upscale(_rand(mode))
+        assert out.mode == mode and out.size == (80, 64)
+    rgba = _rand("RGBA")
+    a = np.asarray(up.upscale(rgba))[..., 3].astype(float)
+    ref = np.asarray(rgba.getchannel("A").resize((80, 64), Image.BICUBIC)).astype(float)
+    assert np.abs(a - ref).mean() < 3  # alpha is upscaled (bicubic), not dropped or regenerated
+
+
+def test_batch_goes_on_past_bad_files(tmp_path, model_dir, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _rand("RGB").save(src / "a.png")
+    _rand("L").save(src / "b.jpg")
+    (src / "c.png").write_text("not an image")
+    out = tmp_path / "out"
+    code = main(["upscale", str(src), str(tmp_path / "missing.png"), "-o", str(out), "--model", str(model_dir),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "c.png" in err and "missing.png" in err and "2 of 4 failed" in err
+    assert Image.open(out / "a.png").size == (80, 64)
+    assert Image.open(out / "b.jpg").mode == "L"
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, model_dir, capsys):
+    _rand("RGB").save(tmp_path / "a.png")
+    dst = tmp_path / "a_x4.png"
+    dst.write_bytes(b"keep me")
+    args = ["upscale", str(tmp_path / "a.png"), "-o", str(dst), "--model", str(model_dir), "--no-progress"]
+    assert main(args) == 1
+    assert dst.read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert Image.open(dst).size == (80, 64)
+    # never over the input, even with --overwrite
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.png"), "--model", str(model_dir),
+                 "--overwrite", "--no-progress"]) == 1
+    assert Image.open(tmp_path / "a.png").size == (20, 16)
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["upscale", "--model", str(tmp_path / "nope"), "x.png"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["upscale"]) == 2
+    assert "--demo" in capsys.readouterr().err
+
+
+def test_scale_mismatch_is_reported(tmp_path, model_dir, capsys):
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model_dir)]) == 2
+    assert "x4" in capsys.readouterr().err

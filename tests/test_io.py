@@ -1,0 +1,148 @@
+"""Image I/O: every mode round-trips, bad files fail in one clear line, writes are safe."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+import upstep.io as uio
+
+
+def _img(mode, size=(12, 9), seed=0):
+    rng = np.random.default_rng(seed)
+    if mode in ("RGB", "RGBA", "CMYK"):
+        arr = rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)
+        return Image.fromarray(arr, mode)
+    if mode == "LA":
+        return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 2), dtype=np.uint8), "LA")
+    if mode == "L":
+        return Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8), "L")
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (size[1], size[0]), dtype=np.uint16))
+    if mode == "P":
+        return _img("RGB", size, seed).quantize(16)
+    if mode == "1":
+        return _img("L", size, seed).convert("1")
+    raise ValueError(mode)
+
+
+def _roundtrip(tmp_path, im, name):
+    src = tmp_path / name
+    im.save(src)
+    loaded = uio.read_image(src)
+    rgb = uio.to_model_rgb(loaded)
+    assert rgb.shape[0] == 3
+    out = uio.from_model_rgb(rgb, loaded, loaded.alpha)
+    dst = uio.write_image(out, tmp_path / ("out_" + name))
+    return loaded, Image.open(dst)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1"])
+def test_8bit_modes_round_trip_exactly(tmp_path, mode):
+    im = _img(mode)
+    loaded, back = _roundtrip(tmp_path, im, f"x_{mode}.png")
+    ref = im.convert({"P": "RGB", "1": "L"}.get(mode, mode))
+    assert back.mode == ref.mode
+    assert np.array_equal(np.asarray(back), np.asarray(ref))
+    assert loaded.is_gray == (mode in ("L", "LA", "1"))
+
+
+def test_16bit_gray_stays_16bit(tmp_path):
+    im = _img("I;16")
+    loaded, back = _roundtrip(tmp_path, im, "x16.png")
+    assert loaded.bit_depth == 16 and loaded.rgb.shape[0] == 1
+    diff = np.abs(np.asarray(back).astype(np.int64) - np.asarray(im).astype(np.int64))
+    assert diff.max() <= 1
+
+
+def test_cmyk_tiff_and_gif_first_frame(tmp_path):
+    _img("CMYK").save(tmp_path / "c.tif")
+    assert uio.read_image(tmp_path / "c.tif").rgb.shape == (3, 9, 12)
+    frames = [_img("RGB", seed=i).quantize(16) for i in range(3)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    got = uio.read_image(tmp_path / "a.gif")
+    expect = np.asarray(frames[0].convert("RGB")).astype(np.float32) / 255
+    assert np.allclose(got.rgb.permute(1, 2, 0).numpy(), expect)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = _img("RGB", size=(20, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    im.save(tmp_path / "r.jpg", exif=exif)
+    assert uio.read_image(tmp_path / "r.jpg").size == (10, 20)
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
+    good = tmp_path / "good.png"
+    _img("RGB", size=(64, 64)).save(good)
+    data = good.read_bytes()
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    _img("RGB", size=(64, 64)).save(tmp_path / "j.jpg")
+    jd = (tmp_path / "j.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(jd[: len(jd) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, not an image")
+    _img("RGB", size=(1, 1)).save(tmp_path / "tiny.png")
+    cases = {"trunc.png": "truncated", "trunc.jpg": "truncated", "empty.png": "empty",
+             "text.png": "not an image", "missing.png": "not found", "tiny.png": "too small"}
+    for name, what in cases.items():
+        with pytest.raises(uio.ImageReadError) as e:
+            uio.read_image(tmp_path / name)
+        msg = str(e.value)
+        assert name in msg and what in msg and "\n" not in msg
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
+    Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
+
+    def boom(self):
+        raise AssertionError("pixel data was decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", boom)
+    with pytest.raises(uio.ImageReadError, match="exceeds the limit of 1,000,000"):
+        uio.read_image(tmp_path / "big.png", max_pixels=1_000_000)
+
+
+def test_write_never_clobbers(tmp_path):
+    im = _img("RGB")
+    dst = tmp_path / "o.png"
+    dst.write_bytes(b"precious")
+    with pytest.raises(uio.OutputExistsError, match="--overwrite"):
+        uio.write_image(im, dst)
+    assert dst.read_bytes() == b"precious"
+    uio.write_image(im, dst, overwrite=True)
+    assert Image.open(dst).size == im.size
+    src = tmp_path / "in.png"
+    im.save(src)
+    before = src.read_bytes()
+    with pytest.raises(uio.OutputIsInputError):
+        uio.write_image(_img("RGB", seed=3), src, overwrite=True, inputs=[src])
+    assert src.read_bytes() == before
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    with pytest.raises(uio.ImageWriteError, match="cannot write"):
+        uio.write_image(_img("RGB"), tmp_path / "o.xyz")
+    with pytest.raises(uio.ImageWriteError, match="alpha"):
+        uio.write_image(_img("RGBA"), tmp_path / "o.jpg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_paths_and_inputs(tmp_path):
+    (tmp_path / "d").mkdir()
+    for n in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / "d" / n).write_bytes(b"x")
+    files = uio.list_inputs([tmp_path / "d", tmp_path / "missing.png"])
+    assert [f.name for f in files] == ["a.jpg", "b.png", "missing.png"]
+    assert uio.output_path_for(tmp_path / "a.gif", tmp_path / "out", 2) == tmp_path / "out" / "a.png"
+    assert uio.output_path_for(tmp_path / "a.jpg", tmp_path / "x.png", 1) == tmp_path / "x.png"
+
+
+def test_batch_goes_on_and_reports_every_failure():
+    def fn(x):
+        if x % 2:
+            raise uio.ImageReadError(f"bad {x}")
+        return x * 10
+    rep = uio.run_batch([0, 1, 2, 3], fn, progress=False)
+    assert [r for _, r in rep.ok] == [0, 20]
+    assert rep.exit_code == 1
+    assert "bad 1" in rep.summary() and "bad 3" in rep.summary() and "2 of 4 failed" in rep.summary()
