@@ -1,0 +1,57 @@
+"""What every results file carries (machine, date, command) and small writers for JSON/markdown."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    cmd = command if command is not None else sys.argv
+    return {"command": " ".join(["upstep" if i == 0 and a.endswith("upstep") else a for i, a in enumerate(cmd)]),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine()}
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return "n/a" if v != v else f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+        return str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def provenance_md(prov: dict) -> str:
+    m = prov["machine"]
+    where = m.get("gpu") or m.get("cpu", m["platform"])
+    return (f"Command: `{prov['command']}`  \nDate: {prov['date']}  \n"
+            f"Machine: {where}, {m['cpu_count']} CPU cores, torch {m['torch']}")

@@ -1,0 +1,234 @@
+"""Evaluate a model on benchmark sets, beside bicubic and the available peers.
+
+``upstep eval --model default-x4 --sets set5,set14,bsd100 --steps 1,4 --out docs/results/eval``
+
+For each set and each method (the model at each number of DDIM steps; bicubic; every peer
+whose weights are present) every image is upscaled, quantised to uint8 levels and measured:
+paired sets with PSNR/SSIM/MS-SSIM (Y channel, ``scale`` px border cropped), LPIPS-alex and
+NIQE; LR-only sets with NIQE. Per-image records are appended to ``records.jsonl`` as they are
+made, so a killed run resumes where it stopped. Writes ``results.json``, ``results.md``,
+``steps_<set>.png`` (metric vs steps, YONOS Fig. 3) and ``crops_<set>.png`` (LR | bicubic |
+model | HR) into ``--out``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from upstep.errors import UpstepError
+from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
+from upstep.evaluate.sets import KNOWN_SETS, open_set
+from upstep.metrics import HIGHER_IS_BETTER, available_metrics, measure
+
+DEFAULT_SETS = "set5,set14,bsd100,imagenet_valsr_resshift,realset65"
+
+
+def add_eval_arguments(p) -> None:
+    p.add_argument("--model", default="default-x4", help="shipped model name or model folder")
+    p.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated, from {', '.join(KNOWN_SETS)}")
+    p.add_argument("--steps", default="1", help="comma-separated numbers of DDIM steps, e.g. 1,2,4,8")
+    p.add_argument("--out", "-o", default="docs/results/eval", help="results folder")
+    p.add_argument("--peers", default="all", help="'all', 'none' or comma-separated peer names")
+    p.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
+    p.add_argument("--metrics", default="", help="comma-separated subset (default: all available)")
+    p.add_argument("--data-root", default=None, help="folder holding eval/<set> (default ../shared/data)")
+    p.add_argument("--weights-dir", default=None, help="offline metric/peer weights (default ../shared/weights)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="ignore records of an earlier run in --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _methods(model, steps: list[int], peers: str, scale: int, weights_dir):
+    from upstep.peers import available_peers
+
+    out = {f"model@{n}": ("model", n) for n in steps}
+    for peer in available_peers(scale, weights_dir=weights_dir):
+        if peer.name == "bicubic" or peers == "all" or peer.name in peers.split(","):
+            out[peer.name] = ("peer", peer)
+    return out
+
+
+def _load_records(path: Path) -> dict[tuple, dict]:
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: redo that image
+            done[(r["set"], r["method"], r["image"])] = r
+    return done
+
+
+def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, peers: str = "all",
+             limit: int = 0, metrics: list[str] | None = None, data_root=None, weights_dir=None,
+             device: str = "auto", seed: int = 0, fresh: bool = False, progress: bool = True,
+             command: list[str] | None = None) -> dict:
+    from upstep.api import load
+
+    up = load(model_name, device=device)
+    scale = up.scale
+    ok, missing = available_metrics(weights_dir)
+    metrics = [m for m in (metrics or ok)]
+    for m in metrics:
+        if m not in ok:
+            raise UpstepError(f"metric {m!r} is unavailable: {missing.get(m, 'unknown metric')}")
+    methods = _methods(up.model, steps, peers, scale, weights_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rec_path = out / "records.jsonl"
+    if fresh and rec_path.exists():
+        rec_path.unlink()
+    done = _load_records(rec_path)
+    opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]
+    total = sum((min(limit, len(b.items)) if limit else len(b.items)) for b in opened) * len(methods)
+    bar = tqdm(total=total, desc="eval", disable=not progress)
+    crops: dict[str, dict] = {}
+    with rec_path.open("a") as rec_file:
+        for bset in opened:
+            items = bset.items[:limit] if limit else bset.items
+            names = [m for m in metrics if bset.paired or m == "niqe"]
+            for i, item in enumerate(items):
+                keys = [(bset.name, meth, item.name) for meth in methods]
+                need_crop = i == 0 and bset.paired
+                if all(k in done for k in keys) and not need_crop:
+                    bar.update(len(keys))
+                    continue
+                lr, hr = bset.load(item, scale)
+                for meth, (kind, arg) in methods.items():
+                    key = (bset.name, meth, item.name)
+                    if key in done and not need_crop:
+                        bar.update(1)
+                        continue
+                    t0 = time.perf_counter()
+                    if kind == "model":
+                        sr = up.upscale_tensor(lr, steps=arg, seed=seed)
+                    else:
+                        sr = arg.upscale(lr, scale)
+                    seconds = time.perf_counter() - t0
+                    if hr is not None and sr.shape[-2:] != hr.shape[-2:]:
+                        sr = sr[..., : hr.shape[-2], : hr.shape[-1]]
+                    if need_crop:
+                        crops.setdefault(bset.name, {"LR": lr, "HR": hr})[meth] = sr
+                    if key not in done:
+                        vals = measure(sr, hr, names, crop_border=scale, weights_dir=weights_dir)
+                        rec = {"set": bset.name, "method": meth, "image": item.name, "seconds": seconds,
+                               "lr_size": list(lr.shape[-2:]), **{k: v[0] for k, v in vals.items()}}
+                        rec_file.write(json.dumps(rec) + "\n")
+                        rec_file.flush()
+                        done[key] = rec
+                    bar.update(1)
+    bar.close()
+    summary = _summarise(done, opened, methods, metrics, limit)
+    result = {"model": str(model_name), "scale": scale, "steps": steps, "seed": seed,
+              "metrics": metrics, "unavailable_metrics": missing,
+              "conventions": {"psnr_ssim_ms_ssim": f"Y channel (MATLAB rgb2ycbcr), {scale} px border cropped, "
+                              "uint8-quantised outputs", "lpips": "alex v0.1, RGB, same crop",
+                              "niqe": "pyiqa convention (full-range luma), same crop"},
+              **provenance(command), "sets": summary}
+    write_json(out / "results.json", result)
+    (out / "results.md").write_text(_markdown(result))
+    _plot_steps(result, out)
+    for name, c in crops.items():
+        _crop_grid(c, [m for m in methods if m == "bicubic" or m.startswith("model@")], scale, out / f"crops_{name}.png")
+    return result
+
+
+def _summarise(done, opened, methods, metrics, limit) -> dict:
+    summary = {}
+    for bset in opened:
+        items = bset.items[:limit] if limit else bset.items
+        per = {}
+        for meth in methods:
+            recs = [done[(bset.name, meth, it.name)] for it in items if (bset.name, meth, it.name) in done]
+            row = {"images": len(recs), "median_seconds": float(np.median([r["seconds"] for r in recs]))}
+            for m in metrics:
+                vals = [r[m] for r in recs if m in r and not (isinstance(r[m], float) and math.isnan(r[m]))]
+                if vals:
+                    row[m] = float(np.mean(vals))
+            per[meth] = row
+        summary[bset.name] = {"paired": bset.paired, "images": len(items), "methods": per}
+    return summary
+
+
+def _markdown(result: dict) -> str:
+    parts = [f"# Evaluation of `{result['model']}` (x{result['scale']})", "", provenance_md(result), "",
+             "PSNR/SSIM/MS-SSIM: " + result["conventions"]["psnr_ssim_ms_ssim"] + ". LPIPS: "
+             + result["conventions"]["lpips"] + ". NIQE: " + result["conventions"]["niqe"]
+             + ". `model@N`: N DDIM steps. Seconds: median wall time per image on this machine.", ""]
+    for set_name, s in result["sets"].items():
+        cols = [m for m in result["metrics"] if any(m in r for r in s["methods"].values())]
+        arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in cols]
+        rows = [[meth] + [r.get(m, float("nan")) for m in cols] + [r["median_seconds"]]
+                for meth, r in s["methods"].items()]
+        parts += [f"## {set_name} ({s['images']} images{'' if s['paired'] else ', LR only'})", "",
+                  md_table(["method"] + arrows + ["s/image"], rows), ""]
+    if result["unavailable_metrics"]:
+        parts += ["Not measured (weights not obtainable offline): "
+                  + "; ".join(f"{k}: {v}" for k, v in sorted(result["unavailable_metrics"].items())), ""]
+    return "\n".join(parts)
+
+
+def _plot_steps(result: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    if len(steps) < 2:
+        return
+    for set_name, s in result["sets"].items():
+        cols = [m for m in result["metrics"] if m in s["methods"].get(f"model@{steps[0]}", {})]
+        fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3), squeeze=False)
+        for ax, m in zip(axes[0], cols):
+            ax.plot(steps, [s["methods"][f"model@{n}"].get(m, float("nan")) for n in steps], "o-", label="model")
+            for meth, r in s["methods"].items():
+                if not meth.startswith("model@") and m in r:
+                    ax.axhline(r[m], ls="--", lw=1, label=meth, color="gray" if meth == "bicubic" else None)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("DDIM steps")
+            ax.set_title(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{result['model']} on {set_name}")
+        fig.tight_layout()
+        fig.savefig(out / f"steps_{set_name}.png", dpi=100)
+        plt.close(fig)
+
+
+def _crop_grid(c: dict, methods: list[str], scale: int, path: Path, size: int = 96) -> None:
+    """LR (nearest-upsampled) | bicubic | model(s) | HR on the centre crop of the first image."""
+    from PIL import Image
+
+    hr = c["HR"]
+    H, W = hr.shape[-2:]
+    ch, cw = min(size * 2, H), min(size * 2, W)
+    y0, x0 = (H - ch) // 2 // scale * scale, (W - cw) // 2 // scale * scale
+    lr_up = torch.nn.functional.interpolate(c["LR"], scale_factor=scale, mode="nearest")
+    panels = [lr_up] + [c[m] for m in methods if m in c] + [hr]
+    tiles = [p[0, :, y0:y0 + ch, x0:x0 + cw] for p in panels]
+    grid = torch.cat(tiles, dim=2).clamp(0, 1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    path.with_suffix(".txt").write_text("columns: " + " | ".join(["LR"] + [m for m in methods if m in c] + ["HR"]) + "\n")
+
+
+def run_eval(args) -> int:
+    import sys
+
+    steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
+    if not steps or min(steps) < 1:
+        raise UpstepError(f"--steps {args.steps!r}: give positive integers, e.g. 1,2,4")
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    res = evaluate(args.model, sets, steps, Path(args.out), peers=args.peers, limit=args.limit,
+                   metrics=[m for m in args.metrics.split(",") if m] or None, data_root=args.data_root,
+                   weights_dir=args.weights_dir, device=args.device, seed=args.seed, fresh=args.fresh,
+                   progress=not args.no_progress, command=sys.argv)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"results written to {args.out}/ (results.json, results.md, plots)")
+    return 0

@@ -1,0 +1,66 @@
+"""Benchmark sets on disk: ``<data_root>/eval/<set>/hr`` and/or ``<set>/lr`` (names match 1:1;
+LR is HR/4). Paired sets get full-reference metrics; LR-only sets (realset65) no-reference ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from upstep.errors import UpstepError
+from upstep.io import list_inputs, read_image, to_model_rgb
+from upstep.paths import data_root
+
+KNOWN_SETS = ("set5", "set14", "bsd100", "imagenet_valsr_resshift", "realset65")
+NATIVE_SCALE = 4  # the LR files on disk are x4
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    lr_path: Path | None
+    hr_path: Path | None
+
+
+@dataclass
+class BenchmarkSet:
+    name: str
+    root: Path
+    items: list[Item]
+
+    @property
+    def paired(self) -> bool:
+        return all(it.hr_path is not None for it in self.items)
+
+    def load(self, item: Item, scale: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(LR, HR or None) as 1x3xHxW in [0, 1]. At x4 the set's own LR is used; at other
+        scales the LR is MATLAB-bicubic of the HR (cropped to a multiple of ``scale``)."""
+        from upstep.degrade import bicubic
+
+        hr = to_model_rgb(read_image(item.hr_path))[None] if item.hr_path else None
+        if hr is not None:
+            h, w = hr.shape[-2:]
+            hr = hr[..., : h - h % scale, : w - w % scale]
+        if scale == NATIVE_SCALE and item.lr_path is not None:
+            lr = to_model_rgb(read_image(item.lr_path))[None]
+            if hr is not None and tuple(x * scale for x in lr.shape[-2:]) != tuple(hr.shape[-2:]):
+                hr = hr[..., : lr.shape[-2] * scale, : lr.shape[-1] * scale]
+        elif hr is not None:
+            lr = bicubic(hr, scale)
+        else:
+            raise UpstepError(f"{item.lr_path}: LR-only set {self.name} has no x{scale} inputs (only x4)")
+        return lr, hr
+
+
+def open_set(name: str, root: Path | None = None) -> BenchmarkSet:
+    base = (root or data_root()) / "eval" / name
+    if not base.is_dir():
+        raise UpstepError(f"benchmark set {name!r} not found at {base}; set UPSTEP_DATA or --data-root "
+                          f"(known sets: {', '.join(KNOWN_SETS)})")
+    hr = {p.stem: p for p in list_inputs([base / "hr"])} if (base / "hr").is_dir() else {}
+    lr = {p.stem: p for p in list_inputs([base / "lr"])} if (base / "lr").is_dir() else {}
+    names = sorted(set(hr) | set(lr))
+    if not names:
+        raise UpstepError(f"benchmark set {name!r} at {base} holds no images")
+    return BenchmarkSet(name, base, [Item(n, lr.get(n), hr.get(n)) for n in names])

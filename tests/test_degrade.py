@@ -1,0 +1,229 @@
+"""Degradations: bicubic matches the benchmark LR files, avgpool is a block mean, Real-ESRGAN is
+seeded, sized and ranged, each of its stages does what its parameters say, and ``upstep
+degrade`` writes the same bytes for the same seed and goes on past a bad file."""
+import dataclasses
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from upstep.cli import main
+from upstep.degrade import avgpool, bicubic, degrade, pipelines
+from upstep.degrade import realesrgan as R
+from upstep.io import read_image
+from upstep.paths import data_root
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _texture(n=1, c=3, h=64, w=64, seed=0) -> torch.Tensor:
+    """Random texture with some spatial structure (smoothed noise + fine noise)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.nn.functional.interpolate(torch.rand(n, c, h // 8, w // 8, generator=g), size=(h, w),
+                                             mode="bilinear", align_corners=False)
+    return (0.7 * coarse + 0.3 * torch.rand(n, c, h, w, generator=g)).clamp(0, 1)
+
+
+def _clone(g: torch.Generator) -> torch.Generator:
+    c = torch.Generator()
+    c.set_state(g.get_state())
+    return c
+
+
+# -- bicubic / avgpool ---------------------------------------------------------------------------
+
+def test_bicubic_reproduces_set5_lr():
+    root = data_root() / "eval" / "set5"
+    if not (root / "hr").is_dir() or not (root / "lr").is_dir():
+        pytest.skip(f"Set5 not found at {root} (set UPSTEP_DATA to the shared data folder)")
+    names = sorted(p.name for p in (root / "hr").glob("*.png"))
+    assert names, f"no HR images in {root / 'hr'}"
+    for name in names:
+        hr = read_image(root / "hr" / name).rgb[None]
+        lr_ref = read_image(root / "lr" / name).rgb[None]
+        scale = hr.shape[-1] // lr_ref.shape[-1]
+        lr = bicubic(hr, scale)
+        assert lr.shape == lr_ref.shape, name
+        assert _psnr(lr, lr_ref) > 50, f"{name}: bicubic differs from the reference LR"
+
+
+def test_avgpool_is_block_mean():
+    x = torch.rand(2, 3, 18, 13)  # not multiples of 4: cropped to 16 x 12
+    lr = avgpool(x, 4)
+    assert lr.shape == (2, 3, 4, 3)
+    blocks = x[..., :16, :12].reshape(2, 3, 4, 4, 3, 4).mean(dim=(3, 5))
+    assert torch.allclose(lr, torch.round(blocks * 255) / 255, atol=1e-6)
+    assert torch.equal(degrade(x, 4, "avgpool"), lr)
+    assert {"bicubic", "avgpool", "realesrgan"} <= set(pipelines)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        degrade(x, 4, "nope")
+
+
+# -- Real-ESRGAN: the whole pipeline ----------------------------------------------------------------
+
+def test_realesrgan_deterministic_shape_and_range():
+    hr = _texture(2, h=66, w=70)  # cropped to 64 x 68
+    a = R.realesrgan(hr, 4, torch.Generator().manual_seed(7))
+    b = degrade(hr, 4, "realesrgan", generator=torch.Generator().manual_seed(7))
+    c = R.realesrgan(hr, 4, torch.Generator().manual_seed(8))
+    assert a.shape == (2, 3, 16, 17)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, torch.round(a * 255) / 255)  # 8-bit levels
+    assert torch.isfinite(a).all()
+
+
+def test_realesrgan_chw_and_gray():
+    lr = R.realesrgan(_texture(1)[0], 2, torch.Generator().manual_seed(0))
+    assert lr.shape == (3, 32, 32)
+    gray = R.realesrgan(_texture(1, c=1), 4, torch.Generator().manual_seed(0))
+    assert gray.shape == (1, 1, 16, 16)
+
+
+# -- stages ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", [1, 2, "final"])
+def test_kernels_sum_to_one(stage):
+    k = R.random_kernels(torch.Generator().manual_seed(0), 256, stage)
+    assert k.shape == (256, 21, 21)
+    assert torch.allclose(k.sum(dim=(1, 2)), torch.ones(256), atol=1e-5)
+    # not all identical: the draws really vary
+    assert (k - k[:1]).abs().amax() > 1e-3
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 2.5])
+def test_isotropic_gaussian_variance(sigma):
+    k = R.gaussian_kernel(21, sigma).double()
+    ax = torch.arange(21, dtype=torch.float64) - 10
+    var_x = (k.sum(0) * ax**2).sum().item()
+    var_y = (k.sum(1) * ax**2).sum().item()
+    assert abs(var_x - sigma**2) < 0.05 * sigma**2
+    assert abs(var_y - sigma**2) < 0.05 * sigma**2
+    assert abs((k.sum(0) * ax).sum().item()) < 1e-9  # centred
+
+
+def test_kernel_shapes_follow_their_formulas():
+    # anisotropic, rotated 90 degrees: the long axis moves from x to y
+    k0 = R.gaussian_kernel(21, 3.0, 1.0, 0.0).double()
+    k90 = R.gaussian_kernel(21, 3.0, 1.0, math.pi / 2).double()
+    ax = torch.arange(21, dtype=torch.float64) - 10
+    assert (k0.sum(0) * ax**2).sum() > 4 * (k0.sum(1) * ax**2).sum()
+    assert torch.allclose(k90, k0.T, atol=1e-6)
+    # beta = 1 generalised Gaussian is the Gaussian; the plateau is flatter on top
+    assert torch.allclose(R.generalized_gaussian_kernel(15, 2.0, beta=1.0), R.gaussian_kernel(15, 2.0), atol=1e-7)
+    p = R.plateau_kernel(15, 2.0, beta=2.0)
+    assert p[7, 8] / p[7, 7] > R.gaussian_kernel(15, 2.0)[7, 8] / R.gaussian_kernel(15, 2.0)[7, 7]
+    # zero outside the kernel size when padded
+    k = R.sinc_kernel(7, math.pi / 2, pad_to=21)
+    assert k.shape == (21, 21) and k[:7].abs().sum() == 0 and k[7:14, 7:14].abs().sum() > 0
+    assert k.min() < 0  # sinc rings
+
+
+def test_gaussian_noise_std():
+    x = torch.full((2, 3, 128, 128), 0.5)
+    sigma = 10.0
+    y = R.add_gaussian_noise(x, sigma, gray=torch.tensor([False, True]), generator=torch.Generator().manual_seed(0))
+    std = (y - x).std(dim=(1, 2, 3))
+    assert torch.all((std - sigma / 255).abs() < 0.1 * sigma / 255), std * 255
+    assert torch.equal(y[1, 0], y[1, 1]) and torch.equal(y[1, 1], y[1, 2])  # gray noise: same on all channels
+    assert not torch.equal(y[0, 0], y[0, 1])
+
+
+def test_poisson_noise_std_follows_signal():
+    # 256 distinct levels in the first row -> count scale v = 256; noise std = scale * sqrt(p / v)
+    x = torch.cat([torch.full((1, 3, 96, 256), 0.1), torch.full((1, 3, 96, 256), 0.4)])
+    x[:, :, 0, :] = torch.arange(256) / 255
+    scale = 2.0
+    y = R.add_poisson_noise(x, scale, generator=torch.Generator().manual_seed(0))
+    p = torch.round(torch.tensor([0.1, 0.4]) * 255) / 255
+    std = (y - x)[..., 1:, :].std(dim=(1, 2, 3))
+    expected = scale * torch.sqrt(p / 256)
+    assert torch.all((std - expected).abs() < 0.1 * expected), (std, expected)
+    assert 0 <= y.min() and y.max() <= 1
+
+
+def test_random_noise_is_seeded_and_nonzero():
+    x = torch.full((4, 3, 32, 32), 0.5)
+    a = R.random_noise(x, torch.Generator().manual_seed(3), 1)
+    b = R.random_noise(x, torch.Generator().manual_seed(3), 1)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_jpeg_quality_orders_distortion():
+    # luminance texture with a colour tint (colour noise would be dominated by 4:2:0 chroma loss)
+    x = (_texture(1, c=1, h=60, w=72) * torch.tensor([0.9, 0.8, 0.6]).view(1, 3, 1, 1) + 0.05)
+    y30, y95 = R.jpeg(x, 30.0), R.jpeg(x, 95.0)  # 60 x 72: padded to 16s and cropped back
+    assert y30.shape == y95.shape == x.shape
+    e30, e95 = (y30 - x).abs().mean(), (y95 - x).abs().mean()
+    assert e30 > 3 * e95 > 0
+    # much nearer a real codec (Pillow/libjpeg) at the same quality than the input is (not equal:
+    # the differentiable codec rounds softly and pads/filters chroma its own way)
+    arr = np.round(x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=30)
+    ref = torch.from_numpy(np.asarray(Image.open(buf), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    assert (y30 - ref).abs().mean() < 0.4 * e30
+
+
+def test_downscale_resize_uses_drawn_factor():
+    cfg = dataclasses.replace(R.RealESRGANConfig(), resize_prob=(0.0, 1.0, 0.0))  # always down
+    x = torch.rand(1, 3, 64, 80)
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        factor, mode = R.draw_resize(_clone(g), 1, cfg)
+        y = R.random_resize(x, g, 1, cfg)
+        assert 0.15 <= factor <= 1 and mode in R.RESIZE_MODES
+        assert y.shape[-2:] == (int(64 * factor), int(80 * factor))
+
+
+def test_random_blur_keeps_flat_image_and_shape():
+    x = torch.full((3, 3, 40, 40), 0.3)
+    y = R.random_blur(x, torch.Generator().manual_seed(0), 1)
+    assert y.shape == x.shape
+    assert torch.allclose(y, x, atol=1e-5)  # kernels sum to 1
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+
+def _write_pngs(folder, n=2, size=(40, 36)):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+
+
+def test_cli_degrade_is_byte_identical(tmp_path, capsys):
+    _write_pngs(tmp_path / "hr")
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["degrade", str(tmp_path / "hr"), "-o", str(out), "--scale", "4", "--seed", "5",
+                     "--no-progress"]) == 0
+    assert str(outs[0] / "LR") in capsys.readouterr().out
+    for sub in ("HR", "LR"):
+        names = sorted(p.name for p in (outs[0] / sub).iterdir())
+        assert names == ["im0.png", "im1.png"]
+        for name in names:
+            assert (outs[0] / sub / name).read_bytes() == (outs[1] / sub / name).read_bytes()
+    assert Image.open(outs[0] / "HR" / "im0.png").size == (40, 36)
+    assert Image.open(outs[0] / "LR" / "im0.png").size == (10, 9)
+    # another seed: other LR bytes
+    assert main(["degrade", str(tmp_path / "hr"), "-o", str(tmp_path / "c"), "--seed", "6", "--no-progress"]) == 0
+    assert (tmp_path / "c" / "LR" / "im0.png").read_bytes() != (outs[0] / "LR" / "im0.png").read_bytes()
+
+
+def test_cli_degrade_reports_bad_file(tmp_path, capsys):
+    _write_pngs(tmp_path / "hr")
+    (tmp_path / "hr" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    out = tmp_path / "out"
+    rc = main(["degrade", str(tmp_path / "hr"), "-o", str(out), "--pipeline", "bicubic", "--no-progress"])
+    assert rc == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "LR").iterdir()) == ["im0.png", "im1.png"]
+    assert sorted(p.name for p in (out / "HR").iterdir()) == ["im0.png", "im1.png"]

@@ -1,0 +1,102 @@
+"""`upstep eval` and `upstep bench` on a tiny model and a tiny benchmark folder."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_tiny_model
+from upstep.cli import main
+from upstep.degrade import bicubic
+from upstep.evaluate.bench import PeakMemory
+from upstep.evaluate.sets import open_set
+from upstep.model import save_model
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """eval/tiny (3 paired x4 images, one grayscale) and eval/lronly (2 LR images)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for sub in ("tiny/hr", "tiny/lr", "lronly/lr"):
+        (root / "eval" / sub).mkdir(parents=True)
+    for i in range(3):
+        hr = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(i)),
+                                             size=(128, 112), mode="bicubic").clamp(0, 1)
+        lr = bicubic(hr, 4)
+        to_img = lambda t: Image.fromarray((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))  # noqa
+        h, l_ = to_img(hr), to_img(lr)
+        if i == 2:
+            h, l_ = h.convert("L"), l_.convert("L")
+        h.save(root / "eval/tiny/hr" / f"im{i}.png")
+        l_.save(root / "eval/tiny/lr" / f"im{i}.png")
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (100, 104, 3), dtype=np.uint8)).save(root / "eval/lronly/lr" / f"r{i}.png")
+    return root
+
+
+def test_sets_are_discovered(data_root):
+    s = open_set("tiny", data_root)
+    assert s.paired and [it.name for it in s.items] == ["im0", "im1", "im2"]
+    lr, hr = s.load(s.items[2], 4)  # grayscale comes in as 3 equal channels
+    assert lr.shape == (1, 3, 32, 28) and hr.shape == (1, 3, 128, 112)
+    assert not open_set("lronly", data_root).paired
+
+
+def test_eval_writes_results_and_resumes(tmp_path, data_root, capsys):
+    model = save_model(make_tiny_model(zero_out=True), tmp_path / "model")  # == bicubic exactly
+    out = tmp_path / "res"
+    args = ["eval", "--model", str(model), "--sets", "tiny,lronly", "--steps", "1,2", "--out", str(out),
+            "--peers", "none", "--data-root", str(data_root), "--no-progress", "--metrics", "psnr,ssim,niqe"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    tiny = res["sets"]["tiny"]["methods"]
+    assert set(tiny) == {"model@1", "model@2", "bicubic"}
+    # an untrained residual model outputs the bicubic upsample: same PSNR as the bicubic row
+    assert tiny["model@1"]["psnr"] == pytest.approx(tiny["bicubic"]["psnr"], abs=1e-6)
+    assert tiny["bicubic"]["psnr"] > 25  # bicubic of a bicubic-made LR of a smooth image is good
+    assert "psnr" not in res["sets"]["lronly"]["methods"]["bicubic"]  # LR-only: no reference metrics
+    assert "niqe" in res["sets"]["lronly"]["methods"]["bicubic"]
+    assert "fid" in res["unavailable_metrics"]
+    for f in ("results.md", "steps_tiny.png", "crops_tiny.png"):
+        assert (out / f).is_file(), f
+    n_records = len((out / "records.jsonl").read_text().splitlines())
+    assert n_records == 3 * 3 + 2 * 3
+    # resume: a second run measures nothing new
+    assert main(args) == 0
+    assert len((out / "records.jsonl").read_text().splitlines()) == n_records
+
+
+def test_eval_unknown_set_is_a_clear_error(tmp_path, data_root, capsys):
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    assert main(["eval", "--model", str(model), "--sets", "nope", "--data-root", str(data_root),
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory(torch.device("cpu")) as pm:
+        x = torch.ones(64, 2**20)  # 256 MB
+        x += 1
+        time.sleep(0.02)
+        del x
+    assert pm.peak > 200 * 2**20
+
+
+def test_bench_writes_results(tmp_path, capsys):
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", str(model), "--sizes", "16,32", "--steps", "1,2", "--memory-sizes", "32",
+                 "--repeats", "2", "--peers", "none", "--out", str(out)]) == 0
+    r = json.loads((out / "bench.json").read_text())
+    methods = {(x["size"], x["method"]) for x in r["latency"]}
+    assert methods == {(s, m) for s in (16, 32) for m in ("model@1", "model@2", "bicubic")}
+    row = next(x for x in r["latency"] if x["method"] == "model@1" and x["size"] == 32)
+    assert row["time_vs_model1"] == 1.0 and len(row["runs_s"]) == 2
+    assert {x["tiled"] for x in r["memory"]} == {True, False}
+    assert (out / "bench.md").is_file() and (out / "bench.png").is_file()
+
+
+
