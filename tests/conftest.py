@@ -3,6 +3,10 @@ import torch
 
 from upstep.model import SRDiffusionModel
 
+# Tests run tiny tensors: one thread avoids OpenMP spin-wait contention, which made tiny steps
+# 100x slower whenever another process (a training run, a second pytest) shared the cores.
+torch.set_num_threads(1)
+
 
 def make_tiny_model(scale: int = 4, zero_out: bool = False, seed: int = 0) -> SRDiffusionModel:
     torch.manual_seed(seed)

@@ -65,12 +65,12 @@ class Upscaler:
         self.scale = model.scale
         self.pipeline = TiledUpscaler(model, self.device, DTYPES[dtype], tile, overlap, tile_batch)
 
-    def upscale_tensor(self, lr01: torch.Tensor, steps: int = 1, seed: int = 0, colorfix: str = "none",
+    def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False) -> torch.Tensor:
         """NCHW (or CHW) RGB in [0, 1] -> upscaled, same layout."""
         return self.pipeline.upscale(lr01, steps=steps, seed=seed, colorfix=colorfix, progress=progress)
 
-    def upscale(self, image: Image.Image, steps: int = 1, seed: int = 0, colorfix: str = "none",
+    def upscale(self, image: Image.Image, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                 progress: bool = False) -> Image.Image:
         """Any PIL image -> upscaled PIL image of the same kind (grayscale stays grayscale,
         alpha is upscaled separately with bicubic and put back, 16-bit stays 16-bit where
@@ -80,7 +80,7 @@ class Upscaler:
         img = loaded_from_pil(image)
         return self.upscale_loaded(img, steps, seed, colorfix, progress)
 
-    def upscale_loaded(self, img, steps: int = 1, seed: int = 0, colorfix: str = "none",
+    def upscale_loaded(self, img, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False) -> Image.Image:
         from upstep.degrade.resize import imresize
         from upstep.io import from_model_rgb, to_model_rgb

@@ -15,7 +15,6 @@ Tensor convention: CHW float32 in [0, 1].
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from upstep.atomic import atomic_write
 from upstep.errors import UpstepError
 
 DEFAULT_MAX_PIXELS = int(os.environ.get("UPSTEP_MAX_PIXELS", 64_000_000))
@@ -193,20 +193,10 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc_profile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
-    os.close(fd)
     try:
-        img.save(tmp, format=fmt, **kwargs)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, (OSError, ValueError)):
-            raise ImageWriteError(f"{path}: could not write ({e})") from e
-        raise
+        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs), suffix=ext)
+    except (OSError, ValueError) as e:
+        raise ImageWriteError(f"{path}: could not write ({e})") from e
     return path
 
 

@@ -14,14 +14,13 @@ A saved model is a folder with ``config.json`` and ``model.safetensors`` (never 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from upstep.atomic import atomic_write
 from upstep.degrade.resize import imresize
 from upstep.diffusion.ddim import ddim_sample
 from upstep.diffusion.schedule import CosineSchedule
@@ -130,18 +129,7 @@ def register_model_kind(cls: type) -> type:
 
 # ---- serialisation: safetensors + JSON, written atomically ------------------------------
 def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write)
 
 
 def save_json(obj: dict, path: str | Path) -> None:

@@ -67,7 +67,7 @@ class TiledUpscaler:
         return ((y.float().clamp(-1, 1) + 1) / 2).cpu()
 
     @torch.no_grad()
-    def upscale(self, lr: torch.Tensor, steps: int = 1, seed: int = 0, colorfix: str = "none",
+    def upscale(self, lr: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                 progress: bool = False) -> torch.Tensor:
         if lr.ndim == 3:
             return self.upscale(lr[None], steps, seed, colorfix, progress)[0]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from upstep.atomic import atomic_write
+
 
 def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
@@ -34,10 +36,8 @@ def provenance(command: list[str] | None = None) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

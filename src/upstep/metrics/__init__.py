@@ -12,7 +12,7 @@ import torch
 
 from upstep.metrics.fidelity import LUMA, ms_ssim, psnr, quantize, ssim, to_y, to_y_fullrange
 from upstep.metrics.lpips import LPIPS, MetricUnavailable
-from upstep.metrics.niqe import niqe
+from upstep.metrics.niqe import load_pristine, niqe
 
 FULL_REFERENCE = ("psnr", "ssim", "ms_ssim", "lpips")
 NO_REFERENCE = ("niqe",)
@@ -37,8 +37,7 @@ def available_metrics(weights_dir: str | None = None) -> tuple[list[str], dict[s
     """(names that can be computed now, {name: reason} for the ones that cannot)."""
     ok, missing = ["psnr", "ssim", "ms_ssim"], dict(UNAVAILABLE)
     checks = {"lpips": lambda: _lpips_net(weights_dir),
-              "niqe": lambda: niqe(torch.full((1, 3, 96, 96), 0.5), weights_dir=(
-                  f"{weights_dir}/niqe" if weights_dir else None))}
+              "niqe": lambda: load_pristine(f"{weights_dir}/niqe" if weights_dir else None)}
     for name, check in checks.items():
         try:
             check()
