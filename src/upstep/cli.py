@@ -18,7 +18,8 @@ def _add_upscale(sub):
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: ./upscaled)")
     p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
     p.add_argument("--model", default=None, help="shipped model name or model folder (default: default-x<scale>)")
-    p.add_argument("--steps", type=int, default=1, help="DDIM steps (default 1)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: the model's own: 1 for the one-step models)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--seed", type=int, default=0)
@@ -37,7 +38,7 @@ def run_upscale(args) -> int:
     import upstep.io as uio
     from upstep.api import default_model_for, load
 
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")
     inputs = list(args.inputs)
     if args.demo:
@@ -89,6 +90,15 @@ def run_train(args) -> int:
     from upstep.train.loop import train
 
     cfg = load_config(args.config, args.set)
+    if cfg.get("recipe") == "yonos_chain":  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
+        from upstep.recipes.scale_distill import load_stage, run_chain
+
+        stages = [load_stage(s, k) for k, s in enumerate(cfg.get("stages") or [])]
+        if args.init_from and stages:  # --init-from applies to the first (non-distilled) stage
+            stages[0].setdefault("model", {})["init_from"] = args.init_from
+        out = run_chain(stages, args.run_dir, progress=not args.no_progress)
+        print(f"model written to {out}")
+        return 0
     if args.init_from:
         cfg.setdefault("model", {})["init_from"] = args.init_from
     out = train(cfg, args.run_dir, progress=not args.no_progress)

@@ -3,6 +3,10 @@
 ``SRUNet(z_t, cond, t)`` with t in [0, 1] (continuous; fed to the sinusoidal time embedding
 as 1000 t). The output convolution starts at zero, so an untrained network predicts v = 0;
 with the residual target and t = 1 that is exactly the bicubic upscale.
+
+``diffusers_config`` (optional) is a full ``UNet2DModel`` config: the network is built from it
+instead of the small factory above, and it is saved with the model (used by
+``upstep.init_from`` for U-Nets initialised from pretrained diffusers weights).
 """
 from __future__ import annotations
 
@@ -14,13 +18,21 @@ class SRUNet(nn.Module):
     def __init__(self, latent_channels: int, cond_channels: int | None = None,
                  block_out_channels=(64, 128, 128), layers_per_block: int = 1,
                  attention: bool = False, norm_num_groups: int = 16, zero_init_out: bool = True,
-                 unet: nn.Module | None = None):
+                 unet: nn.Module | None = None, diffusers_config: dict | None = None):
         super().__init__()
         from diffusers import UNet2DModel
 
         cond_channels = latent_channels if cond_channels is None else cond_channels
         self.latent_channels = latent_channels
         self.cond_channels = cond_channels
+        if diffusers_config is not None:  # an arbitrary UNet2DModel architecture, kept verbatim
+            diffusers_config = {k: (list(v) if isinstance(v, tuple) else v)
+                                for k, v in dict(diffusers_config).items() if not k.startswith("_")}
+            if unet is None:
+                unet = UNet2DModel.from_config(diffusers_config)
+            block_out_channels = tuple(diffusers_config["block_out_channels"])
+            layers_per_block = diffusers_config["layers_per_block"]
+            norm_num_groups = diffusers_config["norm_num_groups"]
         n = len(block_out_channels)
         if unet is None:
             down = ["DownBlock2D"] * n
@@ -41,6 +53,8 @@ class SRUNet(nn.Module):
                         "block_out_channels": list(block_out_channels),
                         "layers_per_block": layers_per_block, "attention": attention,
                         "norm_num_groups": norm_num_groups}
+        if diffusers_config is not None:
+            self._config["diffusers_config"] = diffusers_config
 
     @property
     def multiple(self) -> int:

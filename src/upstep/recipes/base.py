@@ -9,9 +9,16 @@ from upstep.model import SRDiffusionModel, load_model
 
 
 def build_sr_model(cfg: dict) -> SRDiffusionModel:
-    """A fresh model from the ``model`` section, or one loaded from ``model.init_from``."""
+    """A fresh model from the ``model`` section, or one loaded from ``model.init_from`` (an upstep
+    model folder, or a diffusers folder with ``vae/`` and ``unet/``: see ``upstep.init_from``)."""
     mcfg = cfg["model"]
     if mcfg.get("init_from"):
+        from upstep.init_from import build_from_diffusers, is_diffusers_folder
+
+        if is_diffusers_folder(mcfg["init_from"]):
+            return build_from_diffusers(mcfg["init_from"], cfg["data"]["scale"],
+                                        target=mcfg.get("target", "latent"),
+                                        default_steps=mcfg.get("default_steps", 1))
         return load_model(mcfg["init_from"])
     full = {"kind": "vdiffusion", "scale": cfg["data"]["scale"], **mcfg}
     return SRDiffusionModel.from_config(full)

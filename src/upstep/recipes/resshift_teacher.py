@@ -1,0 +1,106 @@
+"""ResShift teacher training (Yue et al. 2023) in the latent space of the autoencoder.
+
+For an HR crop: synthesise the LR with the configured degradation, upscale it bicubically to
+the HR size, encode both:  x_0 = E(HR),  y = E(bicubic(LR)).  Then
+
+    t ~ U{1..T},  eps ~ N(0, I)
+    x_t = x_0 + eta_t (y - x_0) + kappa sqrt(eta_t) eps          (ResShift eq. 1 marginal)
+    L   = || f_theta(x_t, y, t) - x_0 ||^2                          (x_0 prediction, MSE)
+
+The exported model samples with the deterministic 15-step sampler by default (the mapping
+the co-learning student distils); ``upscale_tensor(..., steps=1)`` is its one-step output.
+The helpers ``build_resshift_model``, ``encode_pair`` and ``validate_resshift`` are shared
+with the co-learning recipe.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from upstep.diffusion.resshift import sample_timesteps
+from upstep.diffusion.resshift_model import ResShiftSRModel
+from upstep.model import load_model
+from upstep.recipes.base import Recipe, make_lr
+
+
+def build_resshift_model(cfg: dict) -> ResShiftSRModel:
+    """A fresh ResShift model from the ``model`` section (or ``model.init_from``)."""
+    mcfg = cfg["model"]
+    if mcfg.get("init_from"):
+        model = load_model(mcfg["init_from"])
+        if not isinstance(model, ResShiftSRModel):
+            raise ValueError(f"{mcfg['init_from']}: not a ResShift model (kind {model.kind!r})")
+        return model
+    full = {"kind": "resshift", "scale": cfg["data"]["scale"], **mcfg}
+    full.setdefault("default_steps", full.get("resshift", {}).get("T", 15))
+    return ResShiftSRModel.from_config(full)
+
+
+@torch.no_grad()
+def encode_pair(model: ResShiftSRModel, hr01: torch.Tensor, degradation: str, g: torch.Generator):
+    """HR [0,1] -> (x_0, y, hr, lr): latents of HR and of the bicubic-upsampled LR, and the
+    HR / LR pixels in [-1, 1] (LR at its own size)."""
+    lr01 = make_lr(hr01.cpu(), model.scale, degradation, g).to(hr01.device)
+    hr, lr = hr01 * 2 - 1, lr01 * 2 - 1
+    lr_up = model.upsample_lr(lr, hr01.shape[-2:])
+    return model.autoencoder.encode(hr), model.encode_cond(lr_up), hr, lr
+
+
+@torch.no_grad()
+def validate_resshift(models: dict[str, tuple[ResShiftSRModel, int]], hr01: torch.Tensor,
+                      degradation: str) -> dict[str, float]:
+    """PSNR-Y (border = scale, uint8 outputs) of each ``name -> (model, steps)`` and of bicubic,
+    on held-apart crops degraded with the training degradation (fixed seed)."""
+    from upstep.metrics import psnr
+
+    any_model = next(iter(models.values()))[0]
+    s = any_model.scale
+    lr = make_lr(hr01.cpu(), s, degradation, torch.Generator().manual_seed(12345)).to(hr01.device)
+    q = lambda x: torch.round(x.clamp(0, 1) * 255) / 255  # noqa: E731 - benchmark convention
+    out = {}
+    for name, (model, steps) in models.items():
+        was_training = model.training
+        model.eval()
+        g = torch.Generator().manual_seed(54321)  # same x_T noise for every model
+        sr = (model.upscale_tensor(lr * 2 - 1, steps=steps, generator=g) + 1) / 2
+        model.train(was_training)
+        out[name] = float(psnr(q(sr), hr01, crop_border=s).mean())
+    out["val_psnr_bicubic"] = float(psnr(q(any_model.upsample_lr(lr)), hr01, crop_border=s).mean())
+    return out
+
+
+class ResShiftTeacherRecipe(Recipe):
+    ema_names = ("unet",)
+
+    def __init__(self, cfg: dict, accelerator):
+        super().__init__(cfg, accelerator)
+        self.model = build_resshift_model(cfg).to(accelerator.device)
+        self.model.autoencoder.requires_grad_(False).eval()
+        self.degradation = cfg["data"].get("degradation", "bicubic")
+        self.trainable = {"unet": self.model.unet}
+        tcfg = cfg["train"]
+        self.optimizers = {"unet": torch.optim.AdamW(self.model.unet.parameters(), lr=tcfg["lr"],
+                                                     weight_decay=tcfg.get("weight_decay", 0.0))}
+
+    def train_step(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict[str, float]:
+        sched = self.model.schedule
+        x0, y, _, _ = encode_pair(self.model, hr01, self.degradation, g)
+        t = sample_timesteps(x0.shape[0], sched.T, g, self.cfg["train"].get("p_terminal", 0.0)).to(x0.device)
+        eps = torch.randn(x0.shape, generator=g).to(x0.device)
+        x_t = sched.q_sample(x0, y, t, eps)
+        with self.accelerator.autocast():
+            x0_hat = self.model.predict_x0(x_t, y, t, unet=self.wrapped["unet"])
+        loss = (x0_hat.float() - x0).pow(2).mean()
+        self.backward_step(loss, "unet", "unet")
+        return {"loss": loss.item()}
+
+    def export(self) -> ResShiftSRModel:
+        out = copy.deepcopy(self.model).cpu()
+        out.unet.load_state_dict(self.emas["unet"].state_dict())
+        return out.eval()
+
+    def validate(self, hr01: torch.Tensor) -> dict[str, float]:
+        m = self.export().to(hr01.device)
+        return validate_resshift({"val_psnr": (m, m.default_steps), "val_psnr_1step": (m, 1)},
+                                 hr01, self.degradation)
