@@ -119,6 +119,18 @@ def test_write_never_clobbers(tmp_path):
     assert src.read_bytes() == before
 
 
+def test_written_files_get_normal_permissions(tmp_path):
+    """Atomic writes go through a private temp file; the result must not stay owner-only."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = uio.write_image(_img("RGB"), tmp_path / "o.png")
+    finally:
+        os.umask(mask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(uio.ImageWriteError, match="cannot write"):
         uio.write_image(_img("RGB"), tmp_path / "o.xyz")

@@ -3,9 +3,10 @@ and the peers, on square random-texture inputs, all in one run on one machine.
 
 ``upstep bench --model default-x4 --sizes 128,256,512 --steps 1,4,15,50 --memory-sizes 512,1024``
 
-Latency: median over ``--repeats`` timed runs after one warm-up. Peak memory: on CPU the
-process RSS sampled every 2 ms during the call, minus the RSS just before it (what the call
-adds); on CUDA ``max_memory_allocated`` minus the allocation before. A configuration whose
+Latency: median over ``--repeats`` timed runs after one warm-up. Peak memory: each
+configuration runs once more in a fresh process (so no memory freed by an earlier run can be
+reused and hide the cost): on CPU the RSS sampled every 2 ms during the call minus the RSS just
+before it (what the call adds); on CUDA ``max_memory_allocated`` minus the allocation before. A configuration whose
 estimated time (model@1 latency x steps) exceeds ``--budget-s`` is skipped and recorded as
 skipped, never extrapolated into a number. The memory section runs 1 step tiled (the default
 pipeline) and untiled (one tile covering the image) on growing inputs: tiling keeps the
@@ -87,6 +88,32 @@ def _time(fn, repeats: int, device) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def _child_peak(model: str, device: str, dtype: str, tile: int, method: str, size: int, weights_dir) -> dict:
+    """Runs in a fresh process: one call of ``method`` on a ``size``² input; returns its peak."""
+    torch.set_num_threads(int(os.environ.get("UPSTEP_BENCH_THREADS", torch.get_num_threads())))
+    from upstep.api import load
+    from upstep.peers import get_peer
+
+    up = load(model, device=device, dtype=dtype, tile=tile)
+    lr = _texture(size)
+    if method.startswith("model@"):
+        fn = lambda: up.upscale_tensor(lr, steps=int(method[6:]))  # noqa: E731
+    else:
+        peer = get_peer(method, up.scale, weights_dir=weights_dir)
+        fn = lambda: peer.upscale(lr, up.scale)  # noqa: E731
+    with PeakMemory(up.device if method.startswith("model@") else torch.device("cpu")) as pm:
+        out = fn()
+    return {"peak_mem_mb": pm.peak / 2**20, "output_numel": out.numel()}
+
+
+def peak_in_fresh_process(**kw) -> dict:
+    import multiprocessing as mp
+
+    os.environ["UPSTEP_BENCH_THREADS"] = str(torch.get_num_threads())
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_child_peak, kwds=kw)
+
+
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="default-x4")
     p.add_argument("--sizes", default="128,256,512", help="square LR input sizes for latency")
@@ -113,6 +140,8 @@ def bench(args, command=None) -> dict:
     steps = sorted({int(v) for v in args.steps.split(",") if v} | {1})
     peers = [p for p in available_peers(s, weights_dir=args.weights_dir)
              if p.name == "bicubic" or args.peers == "all" or p.name in args.peers.split(",")]
+    child = {"model": args.model, "device": args.device, "dtype": args.dtype, "tile": args.tile,
+             "weights_dir": args.weights_dir}
     latency = []
     for size in sizes:
         lr = _texture(size)
@@ -123,18 +152,17 @@ def bench(args, command=None) -> dict:
             if ref is not None and ref * n > args.budget_s:
                 row["skipped"] = f"estimated {ref * n:.0f} s per run > --budget-s {args.budget_s:.0f}"
             else:
-                with PeakMemory(dev) as pm:
-                    med, times = _time(lambda: up.upscale_tensor(lr, steps=n), args.repeats, dev)
-                row.update(median_s=med, runs_s=times, peak_mem_mb=pm.peak / 2**20, mp_per_s=mp / med)
+                med, times = _time(lambda: up.upscale_tensor(lr, steps=n), args.repeats, dev)
+                row.update(median_s=med, runs_s=times, mp_per_s=mp / med,
+                           peak_mem_mb=peak_in_fresh_process(method=f"model@{n}", size=size, **child)["peak_mem_mb"])
                 if n == 1:
                     ref = med
             latency.append(row)
             print(row)
         for peer in peers:
-            with PeakMemory(dev) as pm:
-                med, times = _time(lambda: peer.upscale(lr, s), args.repeats, torch.device("cpu"))
-            row = {"size": size, "method": peer.name, "median_s": med, "runs_s": times,
-                   "peak_mem_mb": pm.peak / 2**20, "mp_per_s": mp / med}
+            med, times = _time(lambda: peer.upscale(lr, s), args.repeats, torch.device("cpu"))
+            row = {"size": size, "method": peer.name, "median_s": med, "runs_s": times, "mp_per_s": mp / med,
+                   "peak_mem_mb": peak_in_fresh_process(method=peer.name, size=size, **child)["peak_mem_mb"]}
             latency.append(row)
             print(row)
         for row in latency:
@@ -147,17 +175,17 @@ def bench(args, command=None) -> dict:
             if not tiled and size > args.untiled_max:
                 memory.append({"size": size, "tiled": False, "skipped": f"untiled above {args.untiled_max}"})
                 continue
-            runner = up if tiled else load(args.model, device=args.device, dtype=args.dtype, tile=size)
-            with PeakMemory(dev) as pm:
-                t0 = time.perf_counter()
-                out = runner.upscale_tensor(lr, steps=1)
-                secs = time.perf_counter() - t0
-            buffers = (lr.numel() + 3 * out.numel()) * 4  # input, bicubic upsample, output, accumulator
-            memory.append({"size": size, "tiled": tiled, "seconds": secs, "peak_mem_mb": pm.peak / 2**20,
-                           "image_buffers_mb": buffers / 2**20,
-                           "working_mem_mb": max(0.0, pm.peak - buffers) / 2**20})
+            t0 = time.perf_counter()
+            peak = peak_in_fresh_process(method="model@1", size=size, **{**child, "tile": args.tile if tiled else size})
+            secs = time.perf_counter() - t0
+            f = up.model.autoencoder.factor
+            # input, bicubic upsample, output, blend accumulator (3 ch each) and the noise latent
+            buffers = (size * size * 3 + 3 * peak["output_numel"]
+                       + up.model.unet.latent_channels * peak["output_numel"] // 3 // f**2) * 4
+            memory.append({"size": size, "tiled": tiled, "seconds_incl_process_start": secs,
+                           "peak_mem_mb": peak["peak_mem_mb"], "image_buffers_mb": buffers / 2**20,
+                           "working_mem_mb": max(0.0, peak["peak_mem_mb"] * 2**20 - buffers) / 2**20})
             print(memory[-1])
-            del out
     return {"model": args.model, "scale": s, "device": str(dev), "dtype": args.dtype, "tile_lr_px": args.tile,
             "repeats": args.repeats, **provenance(command), "latency": latency, "memory": memory}
 
@@ -167,19 +195,20 @@ def _markdown(r: dict) -> str:
                                          x["peak_mem_mb"]] if "median_s" in x else ["skipped: " + x["skipped"], "", "", ""])
             for x in r["latency"]]
     mem = [[x["size"], "tiled" if x["tiled"] else "untiled"] + ([x["peak_mem_mb"], x["image_buffers_mb"],
-                                                                x["working_mem_mb"], x["seconds"]]
-                                                               if "peak_mem_mb" in x else ["skipped", "", "", ""])
+                                                                x["working_mem_mb"]]
+                                                               if "peak_mem_mb" in x else ["skipped", "", ""])
            for x in r["memory"]]
     return "\n".join([
         f"# Speed and memory of `{r['model']}` (x{r['scale']}, {r['device']}, {r['dtype']})", "",
         provenance_md(r), "",
         f"Median of {r['repeats']} runs after a warm-up. `time vs model@1`: ratio to the 1-step model at the "
-        "same size, measured in this run. Peak memory: what the call adds to the process (RSS on CPU).", "",
+        "same size, measured in this run. Peak memory: what one call adds, measured in a fresh process (RSS on CPU).", "",
         md_table(["LR size", "method", "median s", "time vs model@1", "output MP/s", "peak MB"], rows), "",
         "## Memory with growing images (1 step)", "",
-        "Image buffers: LR input, bicubic upsample, output and blend accumulator (float32); working memory: "
+        "Image buffers: LR input, bicubic upsample, output, blend accumulator and the noise latent (float32); "
+        "working memory: "
         "peak minus those buffers — what the network needs, set by the tile for the tiled pipeline.", "",
-        md_table(["LR size", "pipeline", "peak MB", "image buffers MB", "working MB", "seconds"], mem), ""])
+        md_table(["LR size", "pipeline", "peak MB", "image buffers MB", "working MB"], mem), ""])
 
 
 def run_bench(args) -> int:
