@@ -136,7 +136,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     (out / "results.md").write_text(_markdown(result))
     _plot_steps(result, out)
     for name, c in crops.items():
-        _crop_grid(c, [m for m in methods if m == "bicubic" or m.startswith("model@")], scale, out / f"crops_{name}.png")
+        _crop_grid(c, ["bicubic"] + [m for m in methods if m.startswith("model@")], scale, out / f"crops_{name}.png")
     return result
 
 

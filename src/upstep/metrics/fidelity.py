@@ -55,22 +55,27 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, *, crop_border: int = 0, y_channel:
     return 10 * torch.log10(1.0 / mse)
 
 
-def _gauss_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
+def _gauss_1d(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
     x = torch.arange(size, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
+
+
+def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Valid 2-D Gaussian filtering as two 1-D passes (the window is separable: g g^T)."""
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
 def _ssim_maps(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0):
     """Wang et al. 2004 SSIM: 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, valid conv."""
-    c = x.shape[1]
-    w = _gauss_window(dtype=x.dtype).to(x.device).expand(c, 1, 11, 11)
+    g = _gauss_1d(dtype=x.dtype).to(x.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = F.conv2d(x, w, groups=c), F.conv2d(y, w, groups=c)
-    sxx = F.conv2d(x * x, w, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, w, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, w, groups=c) - mu_x * mu_y
+    mu_x, mu_y = _filter(x, g), _filter(y, g)
+    sxx = _filter(x * x, g) - mu_x**2
+    syy = _filter(y * y, g) - mu_y**2
+    sxy = _filter(x * y, g) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs
     return ssim_map, cs
