@@ -7,6 +7,7 @@ Lower is better. Follows the MATLAB release as ported in BasicSR: MSCN coefficie
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,4 +95,6 @@ def niqe(x: torch.Tensor, *, crop_border: int = 0, weights_dir: str | None = Non
     if crop_border:
         c = crop_border
         y = y[..., c:-c, c:-c]
-    return torch.tensor([niqe_gray(im[0].numpy(), weights_dir) for im in y], dtype=torch.float64)
+    with warnings.catch_warnings():  # flat blocks give NaN fits; they are left out, as in BasicSR
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return torch.tensor([niqe_gray(im[0].numpy(), weights_dir) for im in y], dtype=torch.float64)
