@@ -1,7 +1,13 @@
+import os
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from upstep.model import SRDiffusionModel
+from upstep.paths import data_root
+from upstep.train.data import _is_val
 
 # Tests run tiny tensors: one thread avoids OpenMP spin-wait contention, which made tiny steps
 # 100x slower whenever another process (a training run, a second pytest) shared the cores.
@@ -23,3 +29,40 @@ def make_tiny_model(scale: int = 4, zero_out: bool = False, seed: int = 0) -> SR
 @pytest.fixture
 def tiny_model():
     return make_tiny_model()
+
+
+def make_image_folder(folder, n_train=3, n_val=1, size=40, val_fraction=0.5):
+    """Small smooth random RGB images, named so both hash splits are non-empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    want = {False: n_train, True: n_val}
+    i = 0
+    while any(want.values()):
+        name = f"img{i:03d}.png"
+        i += 1
+        split = _is_val(name, val_fraction)
+        if want[split] == 0:
+            continue
+        want[split] -= 1
+        a = (rng.random((6, 6, 3)) * 255).astype(np.uint8)
+        Image.fromarray(a).resize((size, size), Image.BICUBIC).save(folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def training_images(tmp_path_factory):
+    """The tiny configs train on ``train/pkg_samples`` of the shared data. On a machine without
+    it, a generated stand-in is used instead (tests that need the real benchmark sets or
+    weights skip with the reason)."""
+    if (data_root() / "train" / "pkg_samples").is_dir():
+        yield
+        return
+    root = tmp_path_factory.mktemp("data")
+    make_image_folder(root / "train" / "pkg_samples", n_train=6, n_val=2, size=96, val_fraction=0.2)
+    old = os.environ.get("UPSTEP_DATA")
+    os.environ["UPSTEP_DATA"] = str(root)
+    yield
+    if old is None:
+        os.environ.pop("UPSTEP_DATA", None)
+    else:
+        os.environ["UPSTEP_DATA"] = old

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 import upstep
+from conftest import make_image_folder
 from upstep.config import load_config
 from upstep.diffusion.resshift import (ResShiftSchedule, ddim_sample, posterior_sample_loop,
                                        sample_timesteps)
 from upstep.diffusion.resshift_model import ResShiftSRModel
 from upstep.errors import UpstepError
 from upstep.model import load_model, save_model
-from upstep.train.data import _is_val
 from upstep.train.loop import train
 
 S = ResShiftSchedule()  # T = 15, kappa = 2, sqrt(eta) from 0.04 to 0.999, power 0.3
@@ -223,22 +223,6 @@ def test_one_step_equals_one_network_call_at_T_and_config_round_trip(tmp_path):
 
 
 # ---- a tiny teacher training run ---------------------------------------------------------
-def make_image_folder(folder, n_train=3, n_val=1, size=40, val_fraction=0.5):
-    """Small smooth random RGB images, named so both hash splits are non-empty."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    want = {False: n_train, True: n_val}
-    i = 0
-    while any(want.values()):
-        name = f"img{i:03d}.png"
-        i += 1
-        split = _is_val(name, val_fraction)
-        if want[split] == 0:
-            continue
-        want[split] -= 1
-        a = (rng.random((6, 6, 3)) * 255).astype(np.uint8)
-        Image.fromarray(a).resize((size, size), Image.BICUBIC).save(folder / name)
-    return folder
 
 
 def teacher_cfg(data_dir, **train_over):

@@ -185,6 +185,8 @@ def _plot_steps(result: dict, out: Path) -> None:
         return
     for set_name, s in result["sets"].items():
         cols = [m for m in result["metrics"] if m in s["methods"].get(f"model@{steps[0]}", {})]
+        if not cols:  # e.g. an LR-only set when NIQE's weights are absent
+            continue
         fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3), squeeze=False)
         for ax, m in zip(axes[0], cols):
             ax.plot(steps, [s["methods"][f"model@{n}"].get(m, float("nan")) for n in steps], "o-", label="model")
