@@ -30,7 +30,42 @@ from upstep.nn.unet import SRUNet, build_unet
 FORMAT_VERSION = 1
 
 
-class SRDiffusionModel(nn.Module):
+class LatentSRModel(nn.Module):
+    """What every latent SR model shares (the v-diffusion model here, ResShift in
+    ``diffusion/resshift_model.py``): an autoencoder, an SR U-Net on concat(latent, LR latent),
+    an integer ``scale``. Subclasses implement ``upscale_upsampled``."""
+
+    autoencoder: Autoencoder
+    unet: SRUNet
+    scale: int
+
+    @property
+    def pixel_multiple(self) -> int:
+        """HR-size tiles must have H and W multiples of this."""
+        return self.autoencoder.factor * self.unet.multiple
+
+    def upsample_lr(self, lr: torch.Tensor, hr_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """MATLAB-bicubic upsampling of the LR image to the HR size (the conditioning image)."""
+        size = hr_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        return imresize(lr, size=size)
+
+    def encode_cond(self, lr_up: torch.Tensor) -> torch.Tensor:
+        """The latent of the bicubic-upsampled LR image (z_l in YONOS, y in ResShift)."""
+        return self.autoencoder.encode(lr_up)
+
+    def latent_shape(self, lr_up: torch.Tensor) -> tuple[int, ...]:
+        f = self.autoencoder.factor
+        n, _, h, w = lr_up.shape
+        return (n, self.unet.latent_channels, h // f, w // f)
+
+    @torch.no_grad()
+    def upscale_tensor(self, lr: torch.Tensor, steps: int | None = None,
+                       noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """LR [-1,1] -> HR [-1,1] for a whole (already padded) tensor; tiling lives in pipeline."""
+        return self.upscale_upsampled(self.upsample_lr(lr), steps, noise, generator)
+
+
+class SRDiffusionModel(LatentSRModel):
     """Latent v-diffusion SR (standard training, YONOS-SR distillation, decoder fine-tuning)."""
 
     kind = "vdiffusion"
@@ -48,20 +83,7 @@ class SRDiffusionModel(nn.Module):
         self.schedule = schedule or CosineSchedule()
         self.default_steps = default_steps
 
-    # ---- geometry ----------------------------------------------------------------------
-    @property
-    def pixel_multiple(self) -> int:
-        """HR-size tiles must have H and W multiples of this."""
-        return self.autoencoder.factor * self.unet.multiple
-
     # ---- the pieces recipes use --------------------------------------------------------
-    def upsample_lr(self, lr: torch.Tensor, hr_size: tuple[int, int] | None = None) -> torch.Tensor:
-        size = hr_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
-        return imresize(lr, size=size)
-
-    def encode_cond(self, lr_up: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.encode(lr_up)
-
     def to_target(self, z_h: torch.Tensor, z_l: torch.Tensor) -> torch.Tensor:
         return z_h - z_l if self.target == "residual" else z_h
 
@@ -81,17 +103,6 @@ class SRDiffusionModel(nn.Module):
         steps = steps or self.default_steps
         z0 = ddim_sample(lambda z, t: self.predict_v(z, z_l, t), noise, steps, self.schedule)
         return self.from_target(z0, z_l)
-
-    def latent_shape(self, lr_up: torch.Tensor) -> tuple[int, ...]:
-        f = self.autoencoder.factor
-        n, _, h, w = lr_up.shape
-        return (n, self.unet.latent_channels, h // f, w // f)
-
-    @torch.no_grad()
-    def upscale_tensor(self, lr: torch.Tensor, steps: int | None = None,
-                       noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """LR [-1,1] -> HR [-1,1] for a whole (already padded) tensor; tiling lives in pipeline."""
-        return self.upscale_upsampled(self.upsample_lr(lr), steps, noise, generator)
 
     @torch.no_grad()
     def upscale_upsampled(self, lr_up: torch.Tensor, steps: int | None = None,

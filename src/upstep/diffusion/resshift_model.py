@@ -19,16 +19,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from upstep.degrade.resize import imresize
 from upstep.diffusion.resshift import ResShiftSchedule, ddim_sample
 from upstep.errors import UpstepError
-from upstep.model import FORMAT_VERSION, register_model_kind
+from upstep.model import FORMAT_VERSION, LatentSRModel, register_model_kind
 from upstep.nn.autoencoders import Autoencoder, build_autoencoder
 from upstep.nn.unet import SRUNet, build_unet
 
 
 @register_model_kind
-class ResShiftSRModel(nn.Module):
+class ResShiftSRModel(LatentSRModel):
     kind = "resshift"
 
     def __init__(self, autoencoder: Autoencoder, unet: SRUNet, scale: int,
@@ -45,24 +44,6 @@ class ResShiftSRModel(nn.Module):
         self.x0_param = x0_param
         self.normalize_input = normalize_input
         self.schedule.timesteps(self.default_steps)  # validates 1 <= default_steps <= T
-
-    # ---- geometry (as SRDiffusionModel) ------------------------------------------------
-    @property
-    def pixel_multiple(self) -> int:
-        return self.autoencoder.factor * self.unet.multiple
-
-    def upsample_lr(self, lr: torch.Tensor, hr_size: tuple[int, int] | None = None) -> torch.Tensor:
-        size = hr_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
-        return imresize(lr, size=size)
-
-    def encode_cond(self, lr_up: torch.Tensor) -> torch.Tensor:
-        """y: the latent of the bicubic-upsampled LR image."""
-        return self.autoencoder.encode(lr_up)
-
-    def latent_shape(self, lr_up: torch.Tensor) -> tuple[int, ...]:
-        f = self.autoencoder.factor
-        n, _, h, w = lr_up.shape
-        return (n, self.unet.latent_channels, h // f, w // f)
 
     # ---- the denoiser ------------------------------------------------------------------
     def predict_x0(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
@@ -84,12 +65,6 @@ class ResShiftSRModel(nn.Module):
         that only infer wrap it in ``torch.no_grad``."""
         return ddim_sample(lambda x, c, t: self.predict_x0(x, c, t, unet), self.prior(y, noise), y,
                            self.schedule, steps or self.default_steps)
-
-    @torch.no_grad()
-    def upscale_tensor(self, lr: torch.Tensor, steps: int | None = None,
-                       noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """LR [-1,1] -> HR [-1,1] for a whole (already padded) tensor; tiling lives in pipeline."""
-        return self.upscale_upsampled(self.upsample_lr(lr), steps, noise, generator)
 
     @torch.no_grad()
     def upscale_upsampled(self, lr_up: torch.Tensor, steps: int | None = None,
