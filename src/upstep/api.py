@@ -35,8 +35,11 @@ def resolve_model(name_or_path: str | Path) -> Path:
     shipped = package_weights_dir() / str(name_or_path)
     if shipped.is_dir():
         return shipped
+    hint = ("; x2/x8 models are not shipped yet: train them with `upstep train configs/yonos_chain_small.json "
+            "--run-dir runs/chain` and pass --model runs/chain/stage<k>_<name>/model"
+            if str(name_or_path) in ("default-x2", "default-x8") else "")
     raise ModelLoadError(f"model {name_or_path!r}: not a folder and not a shipped model "
-                         f"(shipped: {', '.join(available_models()) or 'none'})")
+                         f"(shipped: {', '.join(available_models()) or 'none'}){hint}")
 
 
 def pick_device(device: str = "auto") -> torch.device:
