@@ -114,6 +114,20 @@ def run(cfg: dict, run_dir: Path) -> Path:
     return run_dir / "model"
 
 
+def timed(cfg: dict, steps: int) -> dict:
+    """Table III measured cleanly: ``steps`` optimiser steps of ``cfg`` in a throw-away run folder,
+    logging every step, so every variant is timed back to back on an otherwise idle machine."""
+    import tempfile
+
+    from upstep.train.loop import train
+
+    c = copy.deepcopy(cfg)
+    c["train"].update(steps=steps, log_every=1, checkpoint_every=steps, val_every=0, warmup=0)
+    with tempfile.TemporaryDirectory() as d:
+        train(c, Path(d), progress=False)
+        return seconds_per_iteration(Path(d) / "log.jsonl")
+
+
 def _sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
@@ -200,6 +214,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--runs", type=Path, default=RUNS)
+    ap.add_argument("--timing-steps", type=int, default=0,
+                    help="time Table III by running N steps of every variant back to back "
+                         "(0: read it from the training runs' logs)")
     args = ap.parse_args()
     OUT, RUNS = args.out, args.runs
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -212,9 +229,16 @@ def main() -> None:
     models = {arm: run(cfg, RUNS / arm) for arm, cfg in cfgs.items()}
 
     # ---- Table III: seconds per training iteration -----------------------------------------
-    speed = {"teacher": {**seconds_per_iteration(RUNS / "teacher" / "log.jsonl"), "params_M": trained_params(tcfg)}}
-    for arm, cfg in cfgs.items():
-        speed[arm] = {**seconds_per_iteration(RUNS / arm / "log.jsonl"), "params_M": trained_params(cfg)}
+    if args.timing_steps:
+        speed = {"teacher": {**timed(tcfg, args.timing_steps), "params_M": trained_params(tcfg)}}
+        for arm, cfg in cfgs.items():
+            speed[arm] = {**timed(cfg, args.timing_steps), "params_M": trained_params(cfg)}
+        how = f"timed over {args.timing_steps} steps of each variant run back to back in this run"
+    else:
+        speed = {"teacher": {**seconds_per_iteration(RUNS / "teacher" / "log.jsonl"), "params_M": trained_params(tcfg)}}
+        for arm, cfg in cfgs.items():
+            speed[arm] = {**seconds_per_iteration(RUNS / arm / "log.jsonl"), "params_M": trained_params(cfg)}
+        how = "from each run's `log.jsonl`"
 
     # ---- evaluation ------------------------------------------------------------------------
     evals = {arm: evaluate_model(folder, [1], OUT / arm, args) for arm, folder in models.items()}
@@ -277,7 +301,7 @@ def main() -> None:
                  [[n, k] + row_of(r, meth) + [secs(r, meth)] for n, k, r, meth in table1_rows]), "",
         "## Table III — training cost", "",
         "Median wall seconds per optimiser step (data, degradation, teacher sampling, every network's "
-        f"update), from each run's `log.jsonl`; same machine, {prov['machine'].get('torch_threads')} torch "
+        f"update), {how}; same machine, {prov['machine'].get('torch_threads')} torch "
         "thread(s).", "",
         md_table(["run", "trained params (M)", "s / iteration", "intervals"],
                  [["ResShift teacher", speed["teacher"]["params_M"], speed["teacher"]["median_s_per_iter"],
