@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from upstep.degrade import degrade
+from upstep.degrade import degrade, quantize
 from upstep.diffusion.schedule import sample_t
 from upstep.metrics import psnr
 from upstep.model import SRDiffusionModel
@@ -58,12 +58,11 @@ def run_arm(p_terminal: float, omega_max: float, steps: int, val: torch.Tensor, 
         z_h, z_l = encode(val)
         sr = (model.upscale_tensor(degrade(val, 4, "bicubic") * 2 - 1, steps=1, generator=g).clamp(-1, 1) + 1) / 2
         pred = model.sample_latent(z_l, torch.randn(z_l.shape, generator=g), 1)
-    q = lambda x: torch.round(x * 255) / 255  # noqa: E731
     return {"p_terminal": p_terminal, "omega_max": omega_max, "steps": steps,
             "latent_mse_model": float((pred - z_h).pow(2).mean()),
             "latent_mse_bicubic": float((z_l - z_h).pow(2).mean()),
-            "psnr_y_model": float(psnr(q(sr), val, crop_border=4).mean()),
-            "psnr_y_bicubic": float(psnr(q(model.upsample_lr(degrade(val, 4, "bicubic")).clamp(0, 1)), val,
+            "psnr_y_model": float(psnr(quantize(sr), val, crop_border=4).mean()),
+            "psnr_y_bicubic": float(psnr(quantize(model.upsample_lr(degrade(val, 4, "bicubic")).clamp(0, 1)), val,
                                          crop_border=4).mean()),
             "train_seconds": round(time.time() - t0, 1)}
 

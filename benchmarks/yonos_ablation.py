@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=RUNS)
     ap.add_argument("--steps", default=",".join(map(str, STEPS)), help="DDIM steps to evaluate")
     ap.add_argument("--latent-scaling", type=float, default=1.0,
-                    help="multiply latents so the residual target has ~unit variance (its std is ~0.13 at 1.0)")
+                    help="multiply latents so the residual target has ~unit variance (its mean square is ~0.024 at 1.0, docs/results/terminal_mass.md)")
     args = ap.parse_args()
     BASE["model"]["autoencoder"]["scaling"] = args.latent_scaling
     OUT, RUNS, STEPS = args.out, args.runs, [int(v) for v in args.steps.split(",")]

@@ -14,12 +14,16 @@ from pathlib import Path
 
 import torch
 
+from upstep.errors import UpstepError
 from upstep.model import load_model, save_model
 from upstep.paths import package_weights_dir
 
 
 def main(run: str, name: str) -> None:
     run_dir = Path(run)
+    for need in (run_dir / "config.json", run_dir / "log.jsonl"):
+        if not need.is_file():
+            raise UpstepError(f"{run_dir}: missing {need.name}; give the folder of a finished `upstep train` run")
     model = load_model(run_dir / "model")
     train_cfg = json.loads((run_dir / "config.json").read_text())
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
@@ -36,4 +40,7 @@ def main(run: str, name: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    main(*sys.argv[1:])
+    try:
+        main(*sys.argv[1:])
+    except UpstepError as e:
+        sys.exit(f"ship_model: error: {e}")

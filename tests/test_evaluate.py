@@ -72,6 +72,22 @@ def test_eval_writes_results_and_resumes(tmp_path, data_root, capsys):
     assert len((out / "records.jsonl").read_text().splitlines()) == n_records
 
 
+def test_eval_goes_on_past_a_broken_image(tmp_path, data_root, capsys):
+    (data_root / "eval/tiny/lr/im1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    before = (data_root / "eval/tiny/lr/im1.png").read_bytes()
+    model = save_model(make_tiny_model(zero_out=True), tmp_path / "model")
+    out = tmp_path / "res"
+    code = main(["eval", "--model", str(model), "--sets", "tiny", "--steps", "1", "--out", str(out),
+                 "--peers", "none", "--data-root", str(data_root), "--no-progress", "--metrics", "psnr"])
+    assert code == 1  # non-zero: one image failed
+    err = capsys.readouterr().err
+    assert "im1.png" in err and "Traceback" not in err
+    res = json.loads((out / "results.json").read_text())
+    assert res["sets"]["tiny"]["methods"]["model@1"]["images"] == 2  # the other two were measured
+    assert [f["image"] for f in res["failed_images"]] == ["im1"]
+    assert (data_root / "eval/tiny/lr/im1.png").read_bytes() == before  # the input is untouched
+
+
 def test_eval_unknown_set_is_a_clear_error(tmp_path, data_root, capsys):
     model = save_model(make_tiny_model(), tmp_path / "model")
     assert main(["eval", "--model", str(model), "--sets", "nope", "--data-root", str(data_root),

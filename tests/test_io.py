@@ -72,6 +72,15 @@ def test_exif_orientation_is_applied(tmp_path):
     assert uio.read_image(tmp_path / "r.jpg").size == (10, 20)
 
 
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif", "bmp"])  # GIF: test_cmyk_tiff_and_gif_first_frame
+def test_every_format_the_issue_names_is_read_and_written(tmp_path, ext):
+    im = _img("RGB", size=(24, 18))
+    loaded, back = _roundtrip(tmp_path, im, f"x.{ext}")
+    assert loaded.size == (24, 18) and back.size == (24, 18)
+    if ext in ("png", "tif", "bmp"):  # lossless formats come back exactly
+        assert np.array_equal(np.asarray(back.convert("RGB")), np.asarray(im))
+
+
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
     good = tmp_path / "good.png"
     _img("RGB", size=(64, 64)).save(good)

@@ -90,6 +90,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     total = sum((min(limit, len(b.items)) if limit else len(b.items)) for b in opened) * len(methods)
     bar = tqdm(total=total, desc="eval", disable=not progress)
     crops: dict[str, dict] = {}
+    failed: list[dict] = []
     with rec_path.open("a") as rec_file:
         for bset in opened:
             items = bset.items[:limit] if limit else bset.items
@@ -100,7 +101,12 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                 if all(k in done for k in keys) and not need_crop:
                     bar.update(len(keys))
                     continue
-                lr, hr = bset.load(item, scale)
+                try:
+                    lr, hr = bset.load(item, scale)
+                except UpstepError as e:  # a broken file: note it, go on with the rest of the set
+                    failed.append({"set": bset.name, "image": item.name, "error": str(e)})
+                    bar.update(len(keys))
+                    continue
                 for meth, (kind, arg) in methods.items():
                     key = (bset.name, meth, item.name)
                     if key in done and not need_crop:
@@ -127,7 +133,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     bar.close()
     summary = _summarise(done, opened, methods, metrics, limit)
     result = {"model": str(model_name), "scale": scale, "steps": steps, "seed": seed,
-              "metrics": metrics, "unavailable_metrics": missing,
+              "metrics": metrics, "unavailable_metrics": missing, "failed_images": failed,
               "conventions": {"psnr_ssim_ms_ssim": f"Y channel (MATLAB rgb2ycbcr), {scale} px border cropped, "
                               "uint8-quantised outputs", "lpips": "alex v0.1, RGB, same crop",
                               "niqe": "pyiqa convention (full-range luma), same crop"},
@@ -169,6 +175,8 @@ def _markdown(result: dict) -> str:
                 for meth, r in s["methods"].items()]
         parts += [f"## {set_name} ({s['images']} images{'' if s['paired'] else ', LR only'})", "",
                   md_table(["method"] + arrows + ["s/image"], rows), ""]
+    if result.get("failed_images"):
+        parts += ["Left out (could not be read): " + "; ".join(f["error"] for f in result["failed_images"]), ""]
     if result["unavailable_metrics"]:
         parts += ["Not measured (weights not obtainable offline): "
                   + "; ".join(f"{k}: {v}" for k, v in sorted(result["unavailable_metrics"].items())), ""]
@@ -233,4 +241,10 @@ def run_eval(args) -> int:
                    progress=not args.no_progress, command=sys.argv)
     print((Path(args.out) / "results.md").read_text())
     print(f"results written to {args.out}/ (results.json, results.md, plots)")
+    if res["failed_images"]:
+        print(f"{len(res['failed_images'])} image(s) could not be evaluated and are left out of the means:",
+              file=sys.stderr)
+        for f in res["failed_images"]:
+            print(f"  {f['error']}", file=sys.stderr)
+        return 1
     return 0

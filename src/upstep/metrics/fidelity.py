@@ -10,9 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    return torch.round(x.clamp(0, 1) * 255) / 255
+from upstep.degrade import quantize  # noqa: F401  (re-exported: metrics measure uint8 outputs)
 
 
 def to_y(x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,29 @@ def make_lr(hr01: torch.Tensor, scale: int, pipeline: str, generator: torch.Gene
     return degrade(hr01, scale, pipeline, generator=generator)
 
 
+@torch.no_grad()
+def validate_models(models: dict[str, tuple[nn.Module, int]], hr01: torch.Tensor,
+                    degradation: str) -> dict[str, float]:
+    """PSNR-Y (border = scale, uint8 outputs) of each ``name -> (model, steps)`` and of bicubic,
+    on held-apart crops degraded with ``degradation`` (fixed seeds: the same LR and the same
+    noise for every model and every validation)."""
+    from upstep.metrics import psnr, quantize
+
+    any_model = next(iter(models.values()))[0]
+    s = any_model.scale
+    lr = make_lr(hr01.cpu(), s, degradation, torch.Generator().manual_seed(12345)).to(hr01.device)
+    out = {}
+    for name, (model, steps) in models.items():
+        was_training = model.training
+        model.eval()
+        g = torch.Generator().manual_seed(54321)
+        sr = (model.upscale_tensor(lr * 2 - 1, steps=steps, generator=g) + 1) / 2
+        model.train(was_training)
+        out[name] = float(psnr(quantize(sr), hr01, crop_border=s).mean())
+    out["val_psnr_bicubic"] = float(psnr(quantize(any_model.upsample_lr(lr)), hr01, crop_border=s).mean())
+    return out
+
+
 class Recipe:
     """Subclasses set ``trainable`` (name -> module), ``optimizers``, ``ema_names`` and
     implement ``train_step``. The loop fills ``wrapped`` (accelerate-prepared modules) and
@@ -53,19 +76,6 @@ class Recipe:
             self.accelerator.clip_grad_norm_(self.wrapped[module_name].parameters(), clip)
         opt.step()
 
-    @torch.no_grad()
     def validate_model(self, model: SRDiffusionModel, hr01: torch.Tensor) -> dict[str, float]:
         """1-step PSNR-Y (border = scale) of ``model`` and of bicubic on held-apart crops."""
-        from upstep.metrics import psnr
-
-        s = model.scale
-        g = torch.Generator().manual_seed(12345)
-        lr = make_lr(hr01.cpu(), s, "bicubic", g).to(hr01.device)
-        was_training = model.training
-        model.eval()
-        sr = (model.upscale_tensor(lr * 2 - 1, steps=1, generator=g).clamp(-1, 1) + 1) / 2
-        model.train(was_training)
-        bic = model.upsample_lr(lr).clamp(0, 1)
-        q = lambda x: torch.round(x * 255) / 255  # noqa: E731 - benchmark convention: uint8 outputs
-        return {"val_psnr": float(psnr(q(sr), hr01, crop_border=s).mean()),
-                "val_psnr_bicubic": float(psnr(q(bic), hr01, crop_border=s).mean())}
+        return validate_models({"val_psnr": (model, 1)}, hr01, "bicubic")

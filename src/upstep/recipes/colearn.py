@@ -60,7 +60,8 @@ from upstep.model import load_model
 from upstep.nn.discriminators import build_discriminator, d_hinge_loss, g_hinge_loss
 from upstep.nn.downsamplers import DiffusionDownsampler, build_downsampler
 from upstep.recipes.base import Recipe
-from upstep.recipes.resshift_teacher import encode_pair, validate_resshift
+from upstep.recipes.base import validate_models
+from upstep.recipes.resshift_teacher import encode_pair
 
 DEFAULTS = {
     "use_distill": True, "use_denoise": True, "use_hr_disc": True, "use_lr_disc": True,
@@ -92,7 +93,7 @@ def colearn_settings(cfg: dict) -> dict:
 def load_teacher(path: str | Path, device) -> ResShiftSRModel:
     if not path:
         raise ConfigError("colearn: set `teacher` to a trained ResShift model folder "
-                          "(e.g. `upstep train resshift_teacher_small.json -o runs/teacher`)")
+                          "(e.g. `upstep train configs/resshift_teacher_tiny.json --run-dir runs/teacher`, then `runs/teacher/model`)")
     teacher = load_model(path)
     if not isinstance(teacher, ResShiftSRModel):
         raise ConfigError(f"colearn: teacher {path} is a {teacher.kind!r} model, not 'resshift'")
@@ -273,5 +274,5 @@ class CoLearnRecipe(Recipe):
         return out.eval().requires_grad_(False)
 
     def validate(self, hr01: torch.Tensor) -> dict[str, float]:
-        return validate_resshift({"val_psnr": (self.export().to(hr01.device), 1),
+        return validate_models({"val_psnr": (self.export().to(hr01.device), 1),
                                   "val_psnr_teacher": (self.teacher, self.T)}, hr01, self.degradation)

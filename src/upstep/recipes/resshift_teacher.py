@@ -9,7 +9,7 @@ the HR size, encode both:  x_0 = E(HR),  y = E(bicubic(LR)).  Then
 
 The exported model samples with the deterministic 15-step sampler by default (the mapping
 the co-learning student distils); ``upscale_tensor(..., steps=1)`` is its one-step output.
-The helpers ``build_resshift_model``, ``encode_pair`` and ``validate_resshift`` are shared
+The helpers ``build_resshift_model``, and ``encode_pair`` are shared
 with the co-learning recipe.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from upstep.diffusion.resshift import sample_timesteps
 from upstep.diffusion.resshift_model import ResShiftSRModel
 from upstep.model import load_model
-from upstep.recipes.base import Recipe, make_lr
+from upstep.recipes.base import Recipe, make_lr, validate_models
 
 
 def build_resshift_model(cfg: dict) -> ResShiftSRModel:
@@ -47,27 +47,6 @@ def encode_pair(model: ResShiftSRModel, hr01: torch.Tensor, degradation: str, g:
     return model.autoencoder.encode(hr), model.encode_cond(lr_up), hr, lr
 
 
-@torch.no_grad()
-def validate_resshift(models: dict[str, tuple[ResShiftSRModel, int]], hr01: torch.Tensor,
-                      degradation: str) -> dict[str, float]:
-    """PSNR-Y (border = scale, uint8 outputs) of each ``name -> (model, steps)`` and of bicubic,
-    on held-apart crops degraded with the training degradation (fixed seed)."""
-    from upstep.metrics import psnr
-
-    any_model = next(iter(models.values()))[0]
-    s = any_model.scale
-    lr = make_lr(hr01.cpu(), s, degradation, torch.Generator().manual_seed(12345)).to(hr01.device)
-    q = lambda x: torch.round(x.clamp(0, 1) * 255) / 255  # noqa: E731 - benchmark convention
-    out = {}
-    for name, (model, steps) in models.items():
-        was_training = model.training
-        model.eval()
-        g = torch.Generator().manual_seed(54321)  # same x_T noise for every model
-        sr = (model.upscale_tensor(lr * 2 - 1, steps=steps, generator=g) + 1) / 2
-        model.train(was_training)
-        out[name] = float(psnr(q(sr), hr01, crop_border=s).mean())
-    out["val_psnr_bicubic"] = float(psnr(q(any_model.upsample_lr(lr)), hr01, crop_border=s).mean())
-    return out
 
 
 class ResShiftTeacherRecipe(Recipe):
@@ -102,5 +81,5 @@ class ResShiftTeacherRecipe(Recipe):
 
     def validate(self, hr01: torch.Tensor) -> dict[str, float]:
         m = self.export().to(hr01.device)
-        return validate_resshift({"val_psnr": (m, m.default_steps), "val_psnr_1step": (m, 1)},
+        return validate_models({"val_psnr": (m, m.default_steps), "val_psnr_1step": (m, 1)},
                                  hr01, self.degradation)
