@@ -281,6 +281,31 @@ def test_decoder_finetune_trains_the_decoder_only_and_exports_it(tmp_path, kl_mo
             assert torch.equal(a[k], b[k]), k  # U-Net and encoder untouched
 
 
+def test_diffusion_training_takes_a_trained_autoencoder(tmp_path, kl_model_dir):
+    """model.autoencoder = {"from": ..., "scaling": c}: the trained first stage's weights, latents x c,
+    a fresh U-Net from the config; the trained model carries the autoencoder unchanged."""
+    src = load_model(kl_model_dir).autoencoder
+    cfg = tiny(8, "x8_in_kl", steps=2, checkpoint_every=2)
+    cfg["model"] = {**KL_MODEL, "autoencoder": {"from": str(kl_model_dir), "scaling": 2.5}}
+    m = build_sr_model(cfg)
+    assert m.scale == 8 and m.autoencoder.scaling == 2.5
+    x = hr_batch() * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(m.autoencoder.encode(x), 2.5 * src.encode(x) / src.scaling, atol=1e-5)
+    out = load_model(train(cfg, tmp_path / "run", progress=False))
+    assert out.scale == 8 and out.autoencoder.config() == {**src.config(), "scaling": 2.5}
+    for k, v in src.state_dict().items():
+        assert torch.equal(out.autoencoder.state_dict()[k], v), k  # frozen during diffusion training
+
+    bad = {**KL_MODEL, "unet": {**KL_MODEL["unet"], "latent_channels": 8},
+           "autoencoder": {"from": str(kl_model_dir)}}
+    with pytest.raises(ConfigError, match="latent_channels is 8 .* has 4"):
+        build_sr_model({"model": bad, "data": {"scale": 4}})
+    with pytest.raises(ConfigError, match="only `scaling`"):
+        build_sr_model({"model": {**KL_MODEL, "autoencoder": {"from": str(kl_model_dir), "kind": "kl"}},
+                        "data": {"scale": 4}})
+
+
 def test_decoder_finetune_config_errors(tmp_path, monkeypatch):
     pix = save_model(make_tiny_model(scale=4), tmp_path / "pix")
     with pytest.raises(ConfigError, match="KL autoencoder"):

@@ -5,12 +5,18 @@ import torch
 from torch import nn
 
 from upstep.degrade import degrade
+from upstep.errors import ConfigError
 from upstep.model import SRDiffusionModel, load_model
 
 
 def build_sr_model(cfg: dict) -> SRDiffusionModel:
     """A fresh model from the ``model`` section, or one loaded from ``model.init_from`` (an upstep
-    model folder, or a diffusers folder with ``vae/`` and ``unet/``: see ``upstep.init_from``)."""
+    model folder, or a diffusers folder with ``vae/`` and ``unet/``: see ``upstep.init_from``).
+
+    ``model.autoencoder = {"from": FOLDER, "scaling": c}`` takes a trained autoencoder (the first
+    stage of latent diffusion, e.g. from the ``autoencoder`` recipe) out of the upstep model in
+    FOLDER, with its latents multiplied by ``c`` (optional; the folder's own scaling otherwise),
+    and builds a fresh U-Net around it from the rest of the section."""
     mcfg = cfg["model"]
     if mcfg.get("init_from"):
         from upstep.init_from import build_from_diffusers, is_diffusers_folder
@@ -20,8 +26,30 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
                                         target=mcfg.get("target", "latent"),
                                         default_steps=mcfg.get("default_steps", 1))
         return load_model(mcfg["init_from"])
+    ae_cfg = mcfg.get("autoencoder", {})
+    trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
+    if trained_ae is not None:
+        mcfg = {**mcfg, "autoencoder": trained_ae.config()}
+        unet_in = mcfg.get("unet", {}).get("latent_channels")
+        if unet_in != trained_ae.latent_channels:
+            raise ConfigError(f"model.unet.latent_channels is {unet_in} but the autoencoder from "
+                              f"{ae_cfg['from']} has {trained_ae.latent_channels} latent channels; make them equal")
     full = {"kind": "vdiffusion", "scale": cfg["data"]["scale"], **mcfg}
-    return SRDiffusionModel.from_config(full)
+    model = SRDiffusionModel.from_config(full)
+    if trained_ae is not None:
+        model.autoencoder.load_state_dict(trained_ae.state_dict())
+    return model
+
+
+def _trained_autoencoder(ae_cfg: dict):
+    unknown = set(ae_cfg) - {"from", "scaling"}
+    if unknown:
+        raise ConfigError(f"model.autoencoder with `from` takes only `scaling` besides it; remove {sorted(unknown)} "
+                          "(the architecture comes from the trained model)")
+    ae = load_model(ae_cfg["from"]).autoencoder
+    if "scaling" in ae_cfg:
+        ae.scaling = float(ae_cfg["scaling"])
+    return ae
 
 
 def make_lr(hr01: torch.Tensor, scale: int, pipeline: str, generator: torch.Generator) -> torch.Tensor:
