@@ -97,9 +97,13 @@ def train_arms(budget: int, groups: set[str]) -> dict[str, Path]:
 GAN_WEIGHT = 0.5  # the latent-diffusion autoencoder's disc_weight, the paper's decoder loss
 
 
+def _gan_suffix(disc_weight: float) -> str:
+    return "" if disc_weight == GAN_WEIGHT else f"_gan{disc_weight:g}"
+
+
 def ft_name(arm: str, disc_weight: float) -> str:
     """Arm name of ``arm`` with its decoder fine-tuned at GAN weight ``disc_weight``."""
-    return f"{arm}+ft_decoder" + ("" if disc_weight == GAN_WEIGHT else f"_gan{disc_weight:g}")
+    return f"{arm}+ft_decoder{_gan_suffix(disc_weight)}"
 
 
 def decoder_finetune_arms(models: dict[str, Path], steps: int, groups: set[str],
@@ -112,7 +116,7 @@ def decoder_finetune_arms(models: dict[str, Path], steps: int, groups: set[str],
     for arm, folder in models.items():
         for w in disc_weights:
             name = ft_name(arm, w)
-            run = RUNS / (f"{arm}_decoder_ft" + ("" if w == GAN_WEIGHT else f"_gan{w:g}"))
+            run = RUNS / f"{arm}_decoder_ft{_gan_suffix(w)}"
             cfg = {"name": name, "recipe": "decoder_finetune", "seed": 0, "init_from": str(folder),
                    "data": {**BASE["data"], "scale": int(arm[-1])},
                    "decoder_finetune": {"lpips_weight": 1.0, "disc_weight": w, "disc_start": 0,

@@ -8,7 +8,7 @@ import torch
 from conftest import make_tiny_model
 from upstep.metrics import available_metrics
 from upstep.config import load_config
-from upstep.errors import ConfigError
+from upstep.errors import ConfigError, ModelLoadError
 from upstep.model import load_model, save_model
 from upstep.recipes import build_recipe
 from upstep.recipes.base import build_sr_model, make_lr
@@ -301,6 +301,9 @@ def test_diffusion_training_takes_a_trained_autoencoder(tmp_path, kl_model_dir):
            "autoencoder": {"from": str(kl_model_dir)}}
     with pytest.raises(ConfigError, match="latent_channels is 8 .* has 4"):
         build_sr_model({"model": bad, "data": {"scale": 4}})
+    with pytest.raises(ModelLoadError, match="no_such_model"):
+        build_sr_model({"model": {**KL_MODEL, "autoencoder": {"from": str(tmp_path / "no_such_model")}},
+                        "data": {"scale": 4}})
     with pytest.raises(ConfigError, match="only `scaling`"):
         build_sr_model({"model": {**KL_MODEL, "autoencoder": {"from": str(kl_model_dir), "kind": "kl"}},
                         "data": {"scale": 4}})

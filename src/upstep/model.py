@@ -76,6 +76,12 @@ class SRDiffusionModel(LatentSRModel):
         super().__init__()
         if target not in ("residual", "latent"):
             raise ValueError(f"target must be 'residual' or 'latent', got {target!r}")
+        if unet.latent_channels != autoencoder.latent_channels:
+            from upstep.errors import ConfigError
+
+            raise ConfigError(f"model.unet.latent_channels is {unet.latent_channels} but the "
+                              f"{autoencoder.config()['kind']} autoencoder has {autoencoder.latent_channels} "
+                              "latent channels; make them equal")
         self.autoencoder = autoencoder
         self.unet = unet
         self.scale = int(scale)

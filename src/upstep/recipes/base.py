@@ -30,14 +30,9 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
     trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
     if trained_ae is not None:
         mcfg = {**mcfg, "autoencoder": trained_ae.config()}
-        unet_in = mcfg.get("unet", {}).get("latent_channels")
-        if unet_in != trained_ae.latent_channels:
-            raise ConfigError(f"model.unet.latent_channels is {unet_in} but the autoencoder from "
-                              f"{ae_cfg['from']} has {trained_ae.latent_channels} latent channels; make them equal")
-    full = {"kind": "vdiffusion", "scale": cfg["data"]["scale"], **mcfg}
-    model = SRDiffusionModel.from_config(full)
+    model = SRDiffusionModel.from_config({"kind": "vdiffusion", "scale": cfg["data"]["scale"], **mcfg})
     if trained_ae is not None:
-        model.autoencoder.load_state_dict(trained_ae.state_dict())
+        model.autoencoder = trained_ae   # same architecture (its own config), trained weights
     return model
 
 
