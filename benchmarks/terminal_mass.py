@@ -62,7 +62,7 @@ def run_arm(p_terminal: float, omega_max: float, steps: int, val: torch.Tensor, 
             "latent_mse_model": float((pred - z_h).pow(2).mean()),
             "latent_mse_bicubic": float((z_l - z_h).pow(2).mean()),
             "psnr_y_model": float(psnr(quantize(sr), val, crop_border=4).mean()),
-            "psnr_y_bicubic": float(psnr(quantize(model.upsample_lr(degrade(val, 4, "bicubic")).clamp(0, 1)), val,
+            "psnr_y_bicubic": float(psnr(quantize((model.upsample_lr(degrade(val, 4, "bicubic") * 2 - 1) + 1) / 2), val,
                                          crop_border=4).mean()),
             "train_seconds": round(time.time() - t0, 1)}
 

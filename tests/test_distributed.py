@@ -1,18 +1,17 @@
 """`accelerate launch` with two processes (CPU, gloo): the multi-GPU path without GPUs.
-Marked slow (process start-up dominates); run with `pytest -m slow`."""
+About 20 s on the 2-core development machine (process start-up dominates), so it runs with
+every other test, CI included."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from upstep.model import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
 def test_two_process_training_writes_one_model(tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",

@@ -45,9 +45,11 @@ class LatentSRModel(nn.Module):
         return self.autoencoder.factor * self.unet.multiple
 
     def upsample_lr(self, lr: torch.Tensor, hr_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """MATLAB-bicubic upsampling of the LR image to the HR size (the conditioning image)."""
+        """MATLAB-bicubic upsampling of the LR image (pixels in [-1, 1]) to the HR size: the
+        conditioning image. Bicubic overshoots at edges; the result is clamped back to [-1, 1]
+        here, the one place training, validation and inference all upsample through."""
         size = hr_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
-        return imresize(lr, size=size)
+        return imresize(lr, size=size).clamp(-1, 1)
 
     def encode_cond(self, lr_up: torch.Tensor) -> torch.Tensor:
         """The latent of the bicubic-upsampled LR image (z_l in YONOS, y in ResShift)."""

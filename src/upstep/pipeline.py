@@ -73,7 +73,7 @@ class TiledUpscaler:
             return self.upscale(lr[None], steps, seed, colorfix, progress)[0]
         n, c, h, w = lr.shape
         s, m = self.scale, self.multiple
-        up = self.model.upsample_lr(lr.float()).clamp(0, 1)  # bicubic, whole image
+        up = (self.model.upsample_lr(lr.float() * 2 - 1) + 1) / 2  # bicubic, whole image, in [0, 1]
         H0, W0 = h * s, w * s
         ph, pw = (-H0) % m, (-W0) % m
         if ph or pw:  # pad to the model's multiple; reflect needs pad < size

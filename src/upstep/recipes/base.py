@@ -71,7 +71,8 @@ def validate_models(models: dict[str, tuple[nn.Module, int]], hr01: torch.Tensor
         sr = (model.upscale_tensor(lr * 2 - 1, steps=steps, generator=g) + 1) / 2
         model.train(was_training)
         out[name] = float(psnr(quantize(sr), hr01, crop_border=s).mean())
-    out["val_psnr_bicubic"] = float(psnr(quantize(any_model.upsample_lr(lr)), hr01, crop_border=s).mean())
+    bic = (any_model.upsample_lr(lr * 2 - 1) + 1) / 2
+    out["val_psnr_bicubic"] = float(psnr(quantize(bic), hr01, crop_border=s).mean())
     return out
 
 
