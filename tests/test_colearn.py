@@ -139,9 +139,16 @@ def test_distill_only_has_no_downsampler_or_discriminators_and_trains_the_studen
     r = make_recipe(colearn_cfg(setup, use_hr_disc=False, use_lr_disc=False, use_denoise=False))
     assert r.g is None and r.d_hr is None and r.d_lr is None
     assert list(r.trainable) == ["student"]
+    seen = {}
+    real = r.teacher_target
+    r.teacher_target = lambda x_T, y: seen.update(x_T=x_T, y=y, target=real(x_T, y)) or seen["target"]
     out = r.generator_losses(0, hr_batch(), torch.Generator().manual_seed(0))
     L = out["losses"]
-    assert float(L["distill"].detach()) > 0
+    # eq. 2: the student's ONE step at t = T from the teacher's own x_T, against the teacher's map
+    T = torch.full((seen["x_T"].shape[0],), r.T)
+    with torch.no_grad():
+        one = r.student.predict_x0(seen["x_T"], seen["y"], T)
+    assert float(L["distill"]) == pytest.approx(float((one - seen["target"]).pow(2).mean()), rel=1e-4)
     assert float(L["student"].detach()) == pytest.approx(float(L["distill"].detach()))  # w = 1, nothing else
     assert r.discriminator_losses(out) == {}
     with pytest.raises(ConfigError, match="switched off"):
@@ -161,11 +168,31 @@ def test_student_starts_as_the_teacher_and_distils_a_real_target(setup):
     g = torch.Generator().manual_seed(0)
     y = torch.randn(1, 48, 8, 8, generator=g)
     x_T = r.teacher.prior(y, torch.randn(1, 48, 8, 8, generator=g))
+    calls = []
+    real = r.teacher.predict_x0
+    r.teacher.predict_x0 = lambda x, yy, t: calls.append(int(t[0])) or real(x, yy, t)
     target = r.teacher_target(x_T, y)
-    assert torch.equal(target, r.teacher_target(x_T, y))
+    assert calls == list(range(15, 0, -1))  # all T steps, noisiest first
+
+    # SinSR's deterministic sampler written out (eq. 5-6 there): keep the implied noise
+    # eps_hat = (x_t - x0_hat - eta_t (y - x0_hat)) / (kappa sqrt(eta_t)) and re-noise to eta_s
+    etas, kappa = r.teacher.schedule.etas(), r.teacher.schedule.kappa
+    x = x_T
+    with torch.no_grad():
+        for t in range(15, 0, -1):
+            x0_hat = real(x, y, torch.full((1,), t))
+            eps_hat = (x - x0_hat - etas[t] * (y - x0_hat)) / (kappa * etas[t].sqrt())
+            x = x0_hat + etas[t - 1] * (y - x0_hat) + kappa * etas[t - 1].sqrt() * eps_hat
+            if t == 15:
+                first = x0_hat
+    assert torch.allclose(target, x, atol=1e-5)
+
+    # the student's one step is the teacher's first x0 prediction (it IS the teacher), and the
+    # remaining 14 steps move the target measurably away from it: L_distill starts > 0
     with torch.no_grad():
         one = r.student.predict_x0(x_T, y, torch.full((1,), 15))
-    assert (one - target).pow(2).mean() > 1e-6
+    assert torch.allclose(one, first, atol=1e-6)
+    assert (one - target).pow(2).mean() > 1e-3 * target.pow(2).mean()
 
 
 # ---- discriminators and downsamplers on their own ---------------------------------------
