@@ -1,6 +1,7 @@
 """The model that ships in the package: present, small, safetensors-only, better than bicubic
 at one step, seamless when tiled, and `upstep upscale --demo` works end to end."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from upstep.metrics import psnr, quantize
 from upstep.paths import data_root, package_weights_dir
 
 SHIPPED = package_weights_dir() / "default-x4"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_model_is_small_and_documented():
@@ -25,16 +27,25 @@ def test_shipped_model_is_small_and_documented():
 
 
 @pytest.mark.skipif(not (data_root() / "eval" / "set5").is_dir(), reason="benchmark data not found")
-def test_one_step_beats_bicubic_on_set5():
+def test_one_step_gain_over_bicubic_on_set5_matches_the_results_file():
+    """The README's Set5 gain over bicubic comes from docs/results/eval; this re-measures it.
+    Tolerance 0.1 dB: a different CPU's float rounding moves it by ~0.01 dB, and a faster default
+    inference path may move it by up to 0.05 dB before it has to be re-evaluated (issue 13's bar);
+    a model swapped without re-running the eval, or a broken pipeline, moves it by far more."""
+    recorded = json.loads((ROOT / "docs/results/eval/results.json").read_text())
+    assert recorded["model"] == "default-x4" and recorded["sets"]["set5"]["images"] == 5
+    rows = recorded["sets"]["set5"]["methods"]
+    recorded_gain = rows["model@1"]["psnr"] - rows["bicubic"]["psnr"]
     up = upstep.load("default-x4", device="cpu")
     s = open_set("set5")
     gains = []
     for item in s.items:
         lr, hr = s.load(item, 4)
         sr = quantize(up.upscale_tensor(lr, steps=1))
-        bic = quantize(up.model.upsample_lr(lr))
+        bic = quantize((up.model.upsample_lr(lr * 2 - 1) + 1) / 2)
         gains.append(float(psnr(sr, hr, crop_border=4) - psnr(bic, hr, crop_border=4)))
-    assert sum(gains) / len(gains) > 0.3, gains  # measured on the full sets in docs/results/eval
+    gain = sum(gains) / len(gains)
+    assert gain == pytest.approx(recorded_gain, abs=0.1), (gain, recorded_gain)
 
 
 def test_tiled_equals_untiled_within_a_quantisation_level():
