@@ -101,6 +101,36 @@ def test_distill_target_is_the_teacher_prediction_in_the_student_frame(tmp_path)
     assert abs(loss2.item() - loss.item()) > 1e-4 * loss.item()
 
 
+def test_teacher_z_t_same_feeds_the_teacher_the_students_z_t(tmp_path):
+    """The ablation mode: the teacher gets the student's noisy latent literally (its own frame is
+    ignored), so for 0 < t < 1 its input differs from the aligned mode's by alpha_t (z_l' - z_l)."""
+    teacher_dir = save_model(make_tiny_model(scale=2, seed=1), tmp_path / "x2")
+    inputs = {}
+    for mode in ("aligned", "same"):
+        cfg = distill_cfg(teacher_dir, p_terminal=0.0)
+        cfg["distill"]["teacher_z_t"] = mode
+        r = ready(cfg)
+        real_predict = r.teacher.predict_z0
+        r.teacher.predict_z0 = lambda z_t, z_l, t, mode=mode: inputs.setdefault(mode, (z_t, z_l, t)) and \
+            real_predict(z_t, z_l, t)
+        b = r.distill_batch(hr_batch(), torch.Generator().manual_seed(7))
+        z_t, z_l_teacher, t = inputs[mode]
+        student_z_t = r.model.schedule.add_noise(b["z0"], b["eps"], b["t"])
+        a = r.model.schedule.alpha_sigma(t)[0].view(-1, 1, 1, 1)
+        if mode == "same":
+            assert torch.allclose(z_t, student_z_t, atol=1e-6)
+        else:
+            assert torch.allclose(z_t, student_z_t - a * (z_l_teacher - b["z_l"]), atol=1e-6)
+        assert (a * (z_l_teacher - b["z_l"])).abs().max() > 1e-3  # the two modes really differ
+        with torch.no_grad():  # either way the target is the teacher's prediction, student frame
+            assert torch.allclose(b["target"], real_predict(z_t, z_l_teacher, t) + z_l_teacher - b["z_l"],
+                                  atol=1e-6)
+    with pytest.raises(ConfigError, match="teacher_z_t"):
+        cfg = distill_cfg(teacher_dir)
+        cfg["distill"]["teacher_z_t"] = "other"
+        ready(cfg)
+
+
 def test_distill_config_errors(tmp_path):
     teacher_dir = save_model(make_tiny_model(scale=2), tmp_path / "x2")
     cfg = distill_cfg(teacher_dir)
@@ -119,8 +149,11 @@ def test_distill_step_trains_the_student_only(tmp_path):
     r = ready(distill_cfg(teacher_dir))
     before = {k: v.clone() for k, v in r.teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in r.model.unet.state_dict().items()}
+    with torch.no_grad():  # eq. 3 on the batch the step will draw (same generator seed)
+        b = r.distill_batch(hr_batch(), torch.Generator().manual_seed(0))
+        expected = diffusion_loss(r.model, b["z0"], b["z_l"], b["t"], b["eps"], target_z0=b["target"])
     logs = r.train_step(0, hr_batch(), torch.Generator().manual_seed(0))
-    assert logs["loss"] > 0
+    assert logs["loss"] == pytest.approx(expected.item(), rel=1e-5)
     assert all(p.grad is None and not p.requires_grad for p in r.teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in r.model.unet.parameters())
     for k, v in r.teacher.state_dict().items():
@@ -238,10 +271,46 @@ def kl_model_dir(tmp_path):
     cfg["recipe"] = "autoencoder"
     cfg["model"] = KL_MODEL
     cfg["autoencoder_loss"] = {"lpips_weight": 0.1 if HAVE_LPIPS else 0.0}
-    out = train(cfg, tmp_path / "ae", progress=False)
-    logs = [json.loads(line) for line in (tmp_path / "ae" / "log.jsonl").read_text().splitlines()]
-    assert all(r["l1"] > 0 and r["kl"] > 0 and (r["lpips"] > 0 or not HAVE_LPIPS) for r in logs)
-    return out
+    return train(cfg, tmp_path / "ae", progress=False)
+
+
+def test_autoencoder_step_logs_the_papers_loss_and_lowers_it(tmp_path):
+    """The autoencoder recipe's loss is L1 + w_kl KL(q(z|x) || N(0, I)) / (pixel count), with the
+    Gaussian KL written out here; repeated steps on one batch lower it."""
+    cfg = tiny(4, "ae", lr=3e-3)
+    cfg["recipe"] = "autoencoder"
+    cfg["model"] = KL_MODEL
+    cfg["autoencoder_loss"] = {"lpips_weight": 0.0, "kl_weight": 1e-3}
+    r = ready(cfg)
+    x01 = hr_batch(32)
+    x = x01 * 2 - 1
+    ae = r.model.autoencoder
+    with torch.no_grad():   # what the step will compute, from the same posterior sample
+        post = ae.posterior(x)
+        mu, logvar = post.mean, post.logvar
+        x_hat = ae.vae.decode(ae.posterior(x).sample(generator=torch.Generator().manual_seed(0))).sample
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / x.numel()
+    logs = r.train_step(0, x01, torch.Generator().manual_seed(0))
+    assert logs["l1"] == pytest.approx(float((x_hat - x).abs().mean()), rel=1e-5)
+    assert logs["kl"] == pytest.approx(float(kl), rel=1e-4)
+    assert logs["loss"] == pytest.approx(logs["l1"] + 1e-3 * logs["kl"], rel=1e-5)
+    for step in range(1, 25):
+        last = r.train_step(step, x01, torch.Generator().manual_seed(step))
+    assert last["l1"] < 0.8 * logs["l1"], (logs, last)
+
+
+def test_adaptive_gan_weight_is_the_ratio_of_gradient_norms():
+    """VQGAN eq. 7 on losses whose gradients at the last layer are known: L_rec = a . w and
+    L_G = b . w have gradients a and b, so lambda = |a| / (|b| + 1e-4), clamped to 1e4."""
+    from upstep.nn.patchgan import adaptive_gan_weight
+
+    w = torch.randn(4, 3, requires_grad=True)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    lam = adaptive_gan_weight((a * w).sum(), (b * w).sum(), w)
+    assert float(lam) == pytest.approx(float(a.norm() / (b.norm() + 1e-4)), rel=1e-6)
+    assert not lam.requires_grad
+    # a GAN loss with no gradient at the last layer would give |a| / 1e-4: the clamp caps it
+    assert float(adaptive_gan_weight((a * w).sum(), (0 * w).sum(), w)) == 1e4
 
 
 def test_decoder_finetune_trains_the_decoder_only_and_exports_it(tmp_path, kl_model_dir):
@@ -260,7 +329,7 @@ def test_decoder_finetune_trains_the_decoder_only_and_exports_it(tmp_path, kl_mo
     # (b) one step with the GAN on: decoder and discriminator get gradients, U-Net and encoder none
     r = ready(_ft_cfg(kl_model_dir, disc_start=0))
     logs = r.train_step(0, hr_batch(), torch.Generator().manual_seed(0))
-    assert 0 <= logs["gan_lambda"] <= 1e4 and "d_loss" in logs
+    assert 0 < logs["gan_lambda"] < 1e4 and "d_loss" in logs  # inside the clamp: the ratio itself
     assert all(p.grad is None for p in r.model.unet.parameters())
     vae = r.model.autoencoder.vae
     assert all(p.grad is None for p in [*vae.encoder.parameters(), *vae.quant_conv.parameters()])
