@@ -227,3 +227,127 @@ def test_cli_degrade_reports_bad_file(tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "LR").iterdir()) == ["im0.png", "im1.png"]
     assert sorted(p.name for p in (out / "HR").iterdir()) == ["im0.png", "im1.png"]
+
+
+# -- Real-ESRGAN: statistics over many seeds against the published configuration ----------------
+
+# Real-ESRGAN's released options (options/train_realesrgan_x4plus.yml), typed here independently
+# of RealESRGANConfig so a wrong default there fails.
+PUBLISHED = {
+    1: {"resize_prob": (0.2, 0.7, 0.1), "resize_range": (0.15, 1.5), "gaussian_noise_prob": 0.5,
+        "noise_range": (1, 30), "poisson_scale_range": (0.05, 3), "gray_noise_prob": 0.4,
+        "jpeg_range": (30, 95)},
+    2: {"second_blur_prob": 0.8, "resize_prob": (0.3, 0.4, 0.3), "resize_range": (0.3, 1.2),
+        "gaussian_noise_prob": 0.5, "noise_range": (1, 25), "poisson_scale_range": (0.05, 2.5),
+        "gray_noise_prob": 0.4, "jpeg_range": (30, 95)},
+    "final_sinc_prob": 0.8,
+}
+
+
+def _near(freq: float, p: float, n: int) -> bool:
+    """Within 4.5 binomial standard deviations (a false alarm about once in 150,000 runs)."""
+    return abs(freq - p) <= 4.5 * math.sqrt(p * (1 - p) / n) + 1e-9
+
+
+def _in_range(values, lo, hi, n_expected_gap=0.05):
+    """All draws inside [lo, hi] and both ends reached to within 5% of the width."""
+    v = torch.as_tensor(values, dtype=torch.float64)
+    width = hi - lo
+    return bool(v.min() >= lo - 1e-9 and v.max() <= hi + 1e-9 and v.min() < lo + n_expected_gap * width
+                and v.max() > hi - n_expected_gap * width)
+
+
+def test_realesrgan_draws_follow_the_published_configuration(monkeypatch):
+    """Run the whole pipeline for 300 seeds (8 images each) with its pixel operations replaced by
+    recorders, and check every random choice against the published configuration: the branch
+    probabilities of resize (up/down/keep) and noise (Gaussian/Poisson, gray), the second-order
+    blur skip rate, the final-stage sinc rate and order, and every range."""
+    log = []
+    identity = R.identity_kernel(1)[0]
+    real_draw = R.draw_resize
+    monkeypatch.setattr(R, "draw_resize", lambda g, stage, cfg=None: log.append(
+        ("draw", stage, *real_draw(g, stage, cfg))) or log[-1][2:])
+    monkeypatch.setattr(R, "resize", lambda x, size, mode: log.append(("resize", tuple(size), mode))
+                        or torch.zeros(*x.shape[:2], max(1, int(size[0])), max(1, int(size[1]))))
+    monkeypatch.setattr(R, "blur", lambda x, k: log.append(("blur", k)) or x)
+    monkeypatch.setattr(R, "jpeg", lambda x, q: log.append(("jpeg", torch.as_tensor(q).reshape(-1))) or x)
+    monkeypatch.setattr(R, "add_gaussian_noise", lambda x, s, gray=False, generator=None: log.append(
+        ("gauss", torch.as_tensor(s).reshape(-1), torch.as_tensor(gray).reshape(-1))) or x)
+    monkeypatch.setattr(R, "add_poisson_noise", lambda x, s, gray=False, generator=None: log.append(
+        ("poisson", torch.as_tensor(s).reshape(-1), torch.as_tensor(gray).reshape(-1))) or x)
+
+    runs, n = 300, 8
+    stats = {1: {"factor": [], "gauss": [], "poisson": [], "gray": [], "n_gauss": 0, "jpeg": []},
+             2: {"factor": [], "gauss": [], "poisson": [], "gray": [], "n_gauss": 0, "jpeg": []}}
+    final_sinc, resize_first, final_modes = 0, 0, []
+    hr = torch.rand(n, 3, 64, 64)
+    for seed in range(runs):
+        log.clear()
+        R.realesrgan(hr, 4, torch.Generator().manual_seed(seed))
+        kinds = [e[0] for e in log]
+        # order: blur resize noise jpeg | blur resize noise | final (resize+blur, jpeg in either order)
+        blurs = [e for e in log if e[0] == "blur"]
+        draws = [e for e in log if e[0] == "draw"]
+        jpegs = [e for e in log if e[0] == "jpeg"]
+        assert len(blurs) == 3 and len(draws) == 2 and len(jpegs) == 2, kinds
+        stage_of_noise = 1
+        for e in log:
+            if e[0] == "jpeg":
+                stage_of_noise = 2
+            if e[0] in ("gauss", "poisson"):
+                st = stats[stage_of_noise]
+                st[e[0]] += e[1].tolist()
+                st["gray"] += e[2].tolist()
+                st["n_gauss"] += len(e[1]) if e[0] == "gauss" else 0
+        for stage, d in zip((1, 2), draws):
+            assert d[1] == stage
+            stats[stage]["factor"].append(d[2])
+        resizes = [e for e in log if e[0] == "resize"]
+        # order 2 resizes relative to the LR size (16 x 16), the final stage to exactly the LR size
+        assert resizes[1][1] == (int(16 * draws[1][2]), int(16 * draws[1][2]))
+        assert resizes[-1][1] == (16, 16)
+        stats[1]["jpeg"] += jpegs[0][1].tolist()
+        stats[2]["jpeg"] += jpegs[1][1].tolist()
+        final_sinc += int(sum(not torch.equal(k, identity) for k in blurs[2][1]))
+        tail = [k for k in kinds if k in ("resize", "blur", "jpeg")][-3:]
+        assert tail in (["resize", "blur", "jpeg"], ["jpeg", "resize", "blur"]), tail
+        resize_first += tail[0] == "resize"
+        final_modes.append(resizes[-1][2])
+
+    N = runs * n
+    for stage in (1, 2):
+        pub, st = PUBLISHED[stage], stats[stage]
+        f = torch.tensor(st["factor"], dtype=torch.float64)
+        for share, p in zip(((f > 1).double().mean(), (f < 1).double().mean(), (f == 1).double().mean()),
+                            pub["resize_prob"]):
+            assert _near(float(share), p, runs), (stage, float(share), p)
+        assert _in_range(f[f != 1], *pub["resize_range"]), stage
+        assert _near(st["n_gauss"] / N, pub["gaussian_noise_prob"], N), stage
+        assert _near(sum(st["gray"]) / N, pub["gray_noise_prob"], N), stage
+        assert _in_range(st["gauss"], *pub["noise_range"]), stage
+        assert _in_range(st["poisson"], *pub["poisson_scale_range"]), stage
+        assert _in_range(st["jpeg"], *pub["jpeg_range"]), stage
+    assert _near(final_sinc / N, PUBLISHED["final_sinc_prob"], N)
+    assert _near(resize_first / runs, 0.5, runs)
+    for mode in R.RESIZE_MODES:
+        assert _near(final_modes.count(mode) / runs, 1 / 3, runs), mode
+
+
+def test_realesrgan_blur_skip_and_sinc_rates():
+    """The same draws under a config that never skips (or never uses a sinc) isolate each
+    decision: the kernels that change are exactly the skipped (sinc) ones. (A kernel can also be
+    an impulse by itself, e.g. a generalised Gaussian with small sigma and large beta, so counting
+    impulses would not measure the skip rate.)"""
+    n, cfg = 4000, R.RealESRGANConfig()
+    never_skip = dataclasses.replace(cfg, second_blur_prob=1.0)
+    identity = R.identity_kernel(1)[0]
+    k2 = R.random_kernels(torch.Generator().manual_seed(0), n, 2, cfg)
+    k2_all = R.random_kernels(torch.Generator().manual_seed(0), n, 2, never_skip)
+    changed = [not torch.equal(a, b) for a, b in zip(k2, k2_all)]
+    assert all(torch.equal(k, identity) for k, c in zip(k2, changed) if c)  # a skip is an impulse
+    assert _near(sum(changed) / n, 1 - PUBLISHED[2]["second_blur_prob"], n)
+    for stage in (1, 2):
+        no_sinc = dataclasses.replace(never_skip, sinc_prob=0.0, sinc_prob2=0.0)
+        a = R.random_kernels(torch.Generator().manual_seed(1), n, stage, never_skip)
+        b = R.random_kernels(torch.Generator().manual_seed(1), n, stage, no_sinc)
+        assert _near(sum(not torch.equal(x, y) for x, y in zip(a, b)) / n, 0.1, n), stage  # sinc_prob
