@@ -351,3 +351,20 @@ def test_realesrgan_blur_skip_and_sinc_rates():
         a = R.random_kernels(torch.Generator().manual_seed(1), n, stage, never_skip)
         b = R.random_kernels(torch.Generator().manual_seed(1), n, stage, no_sinc)
         assert _near(sum(not torch.equal(x, y) for x, y in zip(a, b)) / n, 0.1, n), stage  # sinc_prob
+
+
+def test_degradation_mixture_picks_one_pipeline_per_image():
+    hr = _texture(n=200, h=16, w=16)
+    mix = {"bicubic": 0.3, "avgpool": 0.7}
+    lr = degrade(hr, 4, mix, torch.Generator().manual_seed(0))
+    assert torch.equal(lr, degrade(hr, 4, mix, torch.Generator().manual_seed(0)))  # seeded
+    b, a = bicubic(hr, 4), avgpool(hr, 4)
+    is_b = torch.tensor([torch.equal(x, y) for x, y in zip(lr, b)])
+    is_a = torch.tensor([torch.equal(x, y) for x, y in zip(lr, a)])
+    assert bool((is_b ^ is_a).all())  # every image is exactly one of the two
+    assert abs(float(is_b.double().mean()) - 0.3) < 4.5 * math.sqrt(0.21 / 200)
+    assert degrade(hr[0], 4, mix, torch.Generator().manual_seed(1)).shape == b[0].shape  # CHW too
+    with pytest.raises(ValueError, match="sum to 1"):
+        degrade(hr, 4, {"bicubic": 0.5, "avgpool": 0.6})
+    with pytest.raises(ValueError, match="unknown degradation"):
+        degrade(hr, 4, {"bicubic": 0.5, "nope": 0.5})

@@ -50,12 +50,37 @@ def _realesrgan(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
 pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan}
 
 
-def degrade(hr: torch.Tensor, scale: int, pipeline: str = "bicubic",
+def check_pipeline(pipeline) -> dict[str, float]:
+    """``pipeline`` as ``{name: probability}``: a name is ``{name: 1}``; a dict mixes pipelines
+    per image, e.g. ``{"bicubic": 0.3, "realesrgan": 0.7}`` (probabilities must sum to 1)."""
+    mix = {pipeline: 1.0} if isinstance(pipeline, str) else dict(pipeline)
+    unknown = sorted(set(mix) - set(pipelines))
+    if unknown or not mix:
+        raise ValueError(f"unknown degradation pipeline {unknown or pipeline!r}; known: {sorted(pipelines)}")
+    if any(p < 0 for p in mix.values()) or abs(sum(mix.values()) - 1) > 1e-6:
+        raise ValueError(f"degradation mixture {mix} must have probabilities >= 0 that sum to 1")
+    return mix
+
+
+def degrade(hr: torch.Tensor, scale: int, pipeline: str | dict = "bicubic",
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline``."""
-    if pipeline not in pipelines:
-        raise ValueError(f"unknown degradation pipeline {pipeline!r}; known: {sorted(pipelines)}")
-    return pipelines[pipeline](hr, scale, generator=generator)
+    """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline``: a name,
+    or a ``{name: probability}`` mixture drawn per image (from ``generator``; each pipeline then
+    runs once on its share of the batch)."""
+    mix = check_pipeline(pipeline)
+    if len(mix) == 1:
+        return pipelines[next(iter(mix))](hr, scale, generator=generator)
+    squeeze = hr.ndim == 3
+    x = _crop(hr[None] if squeeze else hr, scale)
+    names = list(mix)
+    pick = torch.multinomial(torch.tensor([mix[n] for n in names], dtype=torch.float64), x.shape[0],
+                             replacement=True, generator=generator)
+    out = x.new_empty(x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale)
+    for i, name in enumerate(names):
+        idx = torch.nonzero(pick == i).flatten()
+        if idx.numel():
+            out[idx.to(x.device)] = pipelines[name](x[idx.to(x.device)], scale, generator=generator)
+    return out[0] if squeeze else out
 
 
-__all__ = ["imresize", "bicubic", "avgpool", "degrade", "pipelines", "quantize"]
+__all__ = ["imresize", "bicubic", "avgpool", "check_pipeline", "degrade", "pipelines", "quantize"]

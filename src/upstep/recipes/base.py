@@ -11,7 +11,7 @@ from upstep.model import SRDiffusionModel, load_model
 
 def build_sr_model(cfg: dict) -> SRDiffusionModel:
     """A fresh model from the ``model`` section, or one loaded from ``model.init_from`` (an upstep
-    model folder, or a diffusers folder with ``vae/`` and ``unet/``: see ``upstep.init_from``).
+    model folder or the name of a shipped model, e.g. ``"default-x4"``, or a diffusers folder with ``vae/`` and ``unet/``: see ``upstep.init_from``).
 
     ``model.autoencoder = {"from": FOLDER, "scaling": c}`` takes a trained autoencoder (the first
     stage of latent diffusion, e.g. from the ``autoencoder`` recipe) out of the upstep model in
@@ -25,7 +25,9 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
             return build_from_diffusers(mcfg["init_from"], cfg["data"]["scale"],
                                         target=mcfg.get("target", "latent"),
                                         default_steps=mcfg.get("default_steps", 1))
-        return load_model(mcfg["init_from"])
+        from upstep.api import resolve_model
+
+        return load_model(resolve_model(mcfg["init_from"]))   # a model folder or a shipped name
     ae_cfg = mcfg.get("autoencoder", {})
     trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
     if trained_ae is not None:
