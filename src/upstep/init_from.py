@@ -203,7 +203,10 @@ def _max_length(path: Path) -> int:
 
 
 def build_from_diffusers(path: str | Path, scale: int, target: str = "latent",
-                         default_steps: int = 1) -> SRDiffusionModel:
+                         default_steps: int = 1, omega_max: float = 1000.0) -> SRDiffusionModel:
     """The SR model built on a diffusers folder's VAE and (widened) U-Net."""
+    from upstep.diffusion.schedule import CosineSchedule
+
     ae, unet = load_diffusers_init(path)
-    return SRDiffusionModel(ae, unet, scale, target=target, default_steps=default_steps)
+    return SRDiffusionModel(ae, unet, scale, target=target, default_steps=default_steps,
+                            schedule=CosineSchedule(omega_max=omega_max))

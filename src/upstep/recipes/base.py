@@ -24,7 +24,8 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
         if is_diffusers_folder(mcfg["init_from"]):
             return build_from_diffusers(mcfg["init_from"], cfg["data"]["scale"],
                                         target=mcfg.get("target", "latent"),
-                                        default_steps=mcfg.get("default_steps", 1))
+                                        default_steps=mcfg.get("default_steps", 1),
+                                        omega_max=mcfg.get("schedule", {}).get("omega_max", 1000.0))
         return load_model(mcfg["init_from"])
     ae_cfg = mcfg.get("autoencoder", {})
     trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
