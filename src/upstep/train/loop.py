@@ -154,4 +154,5 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         model = recipe.export()
         save_model(model, out, extra={"recipe": cfg["recipe"], "steps": total,
                                       "config": cfg.get("name", ""), "trained_by": "upstep train"})
+    accelerator.wait_for_everyone()  # every process sees the model (a chain's next stage loads it)
     return out
