@@ -31,8 +31,8 @@ def test_two_process_training_writes_one_model(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_yonos_chain_runs_every_stage(tmp_path):
-    """Each stage's model is written by the main process; every process must wait for it before
-    the next stage loads it as its teacher (a process that ran ahead used to leave the chain)."""
+    """The chain under `accelerate launch`: each stage's model is written by the main process and
+    every process waits for it (train's last barrier) before the next stage loads it as teacher."""
     import json
 
     from upstep.config import load_config
