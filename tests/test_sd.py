@@ -212,7 +212,7 @@ def test_gradient_checkpointing_and_sdpa_keep_the_gradients(sd):
     assert unet.unet.is_gradient_checkpointing
     for a, b in zip(ref, grads()):
         assert torch.allclose(a, b, atol=1e-5)
-    with pytest.raises(ValueError, match="sdpa"):
+    with pytest.raises(ConfigError, match="sdpa"):
         set_memory_options(unet, attention="flash3")
 
 

@@ -96,7 +96,9 @@ def set_memory_options(module: nn.Module, gradient_checkpointing: bool = False,
     from diffusers.models.modeling_utils import ModelMixin
 
     if attention not in (None, "sdpa"):
-        raise ValueError(f"train.attention must be 'sdpa' (PyTorch scaled_dot_product_attention), got {attention!r}")
+        from upstep.errors import ConfigError
+
+        raise ConfigError(f"train.attention must be 'sdpa' (PyTorch scaled_dot_product_attention), got {attention!r}")
     for m in module.modules():
         if gradient_checkpointing and isinstance(m, ModelMixin) and m._supports_gradient_checkpointing:
             m.enable_gradient_checkpointing()

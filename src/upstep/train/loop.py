@@ -60,17 +60,17 @@ def lr_at(step: int, train_cfg: dict) -> float:
     return base
 
 
-def set_memory_options(recipe, tcfg: dict) -> None:
+def apply_memory_options(recipe, tcfg: dict) -> None:
     """``train.gradient_checkpointing`` and ``train.attention`` ("sdpa") on every diffusers network
     the recipe holds (its trainable modules and its model, e.g. the VAE whose decoder is tuned)."""
-    from upstep.nn.unet import set_memory_options as apply
+    from upstep.nn.unet import set_memory_options
 
     gc, attn = bool(tcfg.get("gradient_checkpointing", False)), tcfg.get("attention")
     if not gc and attn is None:
         return
     for m in [*recipe.trainable.values(), getattr(recipe, "model", None)]:
         if m is not None:
-            apply(m, gradient_checkpointing=gc, attention=attn)
+            set_memory_options(m, gradient_checkpointing=gc, attention=attn)
 
 
 def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Path:
@@ -95,7 +95,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         val = HRCropDataset.from_config(dcfg["train_dirs"], dcfg.get("val_crop", dcfg["crop"]), "val",
                                         dcfg.get("val_fraction", 0.02))
 
-    set_memory_options(recipe, tcfg)
+    apply_memory_options(recipe, tcfg)
     names = list(recipe.trainable)
     opt_names = list(recipe.optimizers)
     prepared = accelerator.prepare(*[recipe.trainable[n] for n in names],
