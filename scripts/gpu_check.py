@@ -161,7 +161,9 @@ def time_upscale(device: torch.device, smoke: bool, size: int, runs: int) -> dic
     out = {"model": "random weights, Stable Diffusion 1.5 architecture" if not smoke else "tiny random (smoke)",
            "unet_parameters": count_parameters(model.unet), "vae_parameters": count_parameters(model.autoencoder),
            "input": [size, size], "output": [4 * size, 4 * size], "steps": 1, "tile": 128, "overlap": 16,
-           "runs": runs, "statistic": "median after one warm-up run"}
+           "runs": runs, "statistic": "median after one warm-up run",
+           "timed": "upstep.load(...).upscale_tensor: CPU bicubic upsample, tiles through encoder, U-Net, "
+                    "decoder on the device, blending (what `upstep upscale --dtype` does)"}
     for name, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
         up = Upscaler(model, device=device.type, dtype=dtype, tile=128, overlap=16)
         reset_peak(device)
