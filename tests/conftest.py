@@ -12,6 +12,10 @@ from upstep.train.data import _is_val
 # Tests run tiny tensors: one thread avoids OpenMP spin-wait contention, which made tiny steps
 # 100x slower whenever another process (a training run, a second pytest) shared the cores.
 torch.set_num_threads(1)
+if torch.cuda.is_available():  # on a GPU machine (scripts/gpu_check.sh) the exact-resume tests compare
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # bitwise: deterministic kernels
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def make_tiny_model(scale: int = 4, zero_out: bool = False, seed: int = 0) -> SRDiffusionModel:

@@ -40,6 +40,40 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
         assert torch.equal(x, y), k
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_resume_is_exact(tmp_path, precision):
+    """A run killed mid-way under fp16 (autocast + GradScaler, on CPU too) or bf16 ends with the
+    same weights, EMA, Adam moments and loss scale as an uninterrupted one."""
+    # growth_interval 1: the loss scale doubles after every finite step, so a scaler that is
+    # not restored (back to init_scale) would scale the resumed steps' fp16 gradients differently
+    over = dict(steps=6, checkpoint_every=3, val_every=0, mixed_precision=precision,
+                grad_scaler={"init_scale": 256.0, "growth_interval": 1})
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(tiny_cfg(**over), straight, progress=False)
+    train(tiny_cfg(**over), broken, stop_after=5, progress=False)
+    assert json.loads((broken / "latest.json").read_text())["step"] == 3
+    train(tiny_cfg(**over), broken, progress=False)
+
+    def state(run):
+        latest = json.loads((run / "latest.json").read_text())
+        return json.loads((run / latest["path"] / "state.json").read_text())
+    sa, sb = state(straight), state(broken)
+    if precision == "fp16":
+        assert sa["grad_scaler"]["scale"] > 256.0   # the scale moved: restoring it matters
+        assert sa["grad_scaler"] == sb["grad_scaler"]
+    else:
+        assert "grad_scaler" not in sa                 # bf16 needs no loss scaling
+    assert sa["optimizers"] == sb["optimizers"]
+    a, b = _final_tensors(straight), _final_tensors(broken)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    fp32 = tmp_path / "fp32"   # mixed precision really ran: not the fp32 weights
+    train(tiny_cfg(**{**over, "mixed_precision": "no", "steps": 3}), fp32, progress=False)
+    x, y = _final_tensors(fp32), load_file(str(straight / "checkpoints" / "step_0000003" / "tensors.safetensors"))
+    assert any(not torch.equal(x[k], y[k]) for k in x if k.startswith("module."))
+
+
 def test_loss_goes_down_and_validation_is_logged(tmp_path):
     cfg = tiny_cfg(steps=60, lr=2e-3, checkpoint_every=60, val_every=60, log_every=1, p_terminal=1.0)
     cfg["data"]["crop"] = 32

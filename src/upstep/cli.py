@@ -91,9 +91,9 @@ def run_train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     if cfg.get("recipe") == "yonos_chain":  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
-        from upstep.recipes.scale_distill import load_stage, run_chain
+        from upstep.recipes.scale_distill import chain_stages, run_chain
 
-        stages = [load_stage(s, k) for k, s in enumerate(cfg.get("stages") or [])]
+        stages = chain_stages(cfg)
         if args.init_from and stages:  # --init-from applies to the first (non-distilled) stage
             stages[0].setdefault("model", {})["init_from"] = args.init_from
         out = run_chain(stages, args.run_dir, progress=not args.no_progress)

@@ -87,10 +87,15 @@ class ResShiftSRModel(LatentSRModel):
                 "autoencoder": self.autoencoder.config(), "unet": self.unet.config()}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "ResShiftSRModel":
+    def from_config(cls, cfg: dict, autoencoder: Autoencoder | None = None,
+                    unet: SRUNet | None = None) -> "ResShiftSRModel":
+        """``autoencoder``/``unet``: already built networks (e.g. pretrained) used instead of
+        the config's ``autoencoder``/``unet`` sections."""
         rs = dict(cfg.get("resshift", {}))
         x0_param = rs.pop("x0_param", "direct")
         normalize_input = rs.pop("normalize_input", True)
-        return cls(build_autoencoder(cfg["autoencoder"]), build_unet(cfg["unet"]), cfg["scale"],
+        autoencoder = build_autoencoder(cfg["autoencoder"]) if autoencoder is None else autoencoder
+        unet = build_unet(cfg["unet"]) if unet is None else unet
+        return cls(autoencoder, unet, cfg["scale"],
                    schedule=ResShiftSchedule(**rs), default_steps=cfg.get("default_steps", 15),
                    x0_param=x0_param, normalize_input=normalize_input)

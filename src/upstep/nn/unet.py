@@ -4,9 +4,13 @@
 as 1000 t). The output convolution starts at zero, so an untrained network predicts v = 0;
 with the residual target and t = 1 that is exactly the bicubic upscale.
 
-``diffusers_config`` (optional) is a full ``UNet2DModel`` config: the network is built from it
+``diffusers_config`` (optional) is a full diffusers U-Net config: the network is built from it
 instead of the small factory above, and it is saved with the model (used by
 ``upstep.init_from`` for U-Nets initialised from pretrained diffusers weights).
+``diffusers_class`` says which class: ``"UNet2DModel"`` (text-free) or ``"UNet2DConditionModel"``
+(Stable Diffusion's, with cross-attention). The latter's text condition is a FIXED embedding,
+``null_embedding`` (1, L, D): a buffer saved in the model's safetensors (the empty prompt's
+text-encoder output, computed once by ``upstep.init_from``), so inference needs no text encoder.
 """
 from __future__ import annotations
 
@@ -18,9 +22,16 @@ class SRUNet(nn.Module):
     def __init__(self, latent_channels: int, cond_channels: int | None = None,
                  block_out_channels=(64, 128, 128), layers_per_block: int = 1,
                  attention: bool = False, norm_num_groups: int = 16, zero_init_out: bool = True,
-                 unet: nn.Module | None = None, diffusers_config: dict | None = None):
+                 unet: nn.Module | None = None, diffusers_config: dict | None = None,
+                 diffusers_class: str = "UNet2DModel", null_embedding_shape=None):
         super().__init__()
+        import diffusers
         from diffusers import UNet2DModel
+
+        if diffusers_class not in ("UNet2DModel", "UNet2DConditionModel"):
+            raise ValueError(f"diffusers_class must be UNet2DModel or UNet2DConditionModel, got {diffusers_class!r}")
+        if (diffusers_class == "UNet2DConditionModel") != (null_embedding_shape is not None):
+            raise ValueError("a UNet2DConditionModel needs null_embedding_shape [L, D] (and only it)")
 
         cond_channels = latent_channels if cond_channels is None else cond_channels
         self.latent_channels = latent_channels
@@ -29,7 +40,7 @@ class SRUNet(nn.Module):
             diffusers_config = {k: (list(v) if isinstance(v, tuple) else v)
                                 for k, v in dict(diffusers_config).items() if not k.startswith("_")}
             if unet is None:
-                unet = UNet2DModel.from_config(diffusers_config)
+                unet = getattr(diffusers, diffusers_class).from_config(diffusers_config)
             block_out_channels = tuple(diffusers_config["block_out_channels"])
             layers_per_block = diffusers_config["layers_per_block"]
             norm_num_groups = diffusers_config["norm_num_groups"]
@@ -55,6 +66,10 @@ class SRUNet(nn.Module):
                         "norm_num_groups": norm_num_groups}
         if diffusers_config is not None:
             self._config["diffusers_config"] = diffusers_config
+        self.register_buffer("null_embedding", None if null_embedding_shape is None
+                             else torch.zeros(1, *null_embedding_shape))
+        if null_embedding_shape is not None:
+            self._config.update(diffusers_class=diffusers_class, null_embedding_shape=list(null_embedding_shape))
 
     @property
     def multiple(self) -> int:
@@ -63,10 +78,32 @@ class SRUNet(nn.Module):
 
     def forward(self, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = torch.cat([z_t, cond.to(z_t.dtype)], dim=1)
-        return self.unet(x, t * 1000.0).sample
+        if self.null_embedding is None:
+            return self.unet(x, t * 1000.0).sample
+        text = self.null_embedding.to(x.dtype).expand(x.shape[0], -1, -1)  # the same prompt for all
+        return self.unet(x, t * 1000.0, encoder_hidden_states=text).sample
 
     def config(self) -> dict:
         return dict(self._config)
+
+
+def set_memory_options(module: nn.Module, gradient_checkpointing: bool = False,
+                       attention: str | None = None) -> None:
+    """GPU-scale training switches on every diffusers network inside ``module``:
+    activation (gradient) checkpointing, and ``attention="sdpa"``: every attention layer runs
+    PyTorch's ``scaled_dot_product_attention`` (flash / memory-efficient kernels where available)."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+    from diffusers.models.modeling_utils import ModelMixin
+
+    if attention not in (None, "sdpa"):
+        from upstep.errors import ConfigError
+
+        raise ConfigError(f"train.attention must be 'sdpa' (PyTorch scaled_dot_product_attention), got {attention!r}")
+    for m in module.modules():
+        if gradient_checkpointing and isinstance(m, ModelMixin) and m._supports_gradient_checkpointing:
+            m.enable_gradient_checkpointing()
+        if attention == "sdpa" and isinstance(m, Attention):
+            m.set_processor(AttnProcessor2_0())
 
 
 def build_unet(config: dict) -> SRUNet:

@@ -24,7 +24,8 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
         if is_diffusers_folder(mcfg["init_from"]):
             return build_from_diffusers(mcfg["init_from"], cfg["data"]["scale"],
                                         target=mcfg.get("target", "latent"),
-                                        default_steps=mcfg.get("default_steps", 1))
+                                        default_steps=mcfg.get("default_steps", 1),
+                                        omega_max=mcfg.get("schedule", {}).get("omega_max", 1000.0))
         from upstep.api import resolve_model
 
         return load_model(resolve_model(mcfg["init_from"]))   # a model folder or a shipped name

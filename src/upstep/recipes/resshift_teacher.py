@@ -25,16 +25,28 @@ from upstep.recipes.base import Recipe, make_lr, validate_models
 
 
 def build_resshift_model(cfg: dict) -> ResShiftSRModel:
-    """A fresh ResShift model from the ``model`` section (or ``model.init_from``)."""
+    """A fresh ResShift model from the ``model`` section, or ``model.init_from``: an upstep
+    ResShift model folder, or a diffusers folder (e.g. Stable Diffusion: its VAE and its U-Net
+    widened for y with zero weights, ``upstep.init_from``; the ``resshift`` settings still come
+    from the config) — the SD-size teacher of ``configs/gpu/``."""
     mcfg = cfg["model"]
     if mcfg.get("init_from"):
+        from upstep.init_from import is_diffusers_folder, load_diffusers_init
+
+        if is_diffusers_folder(mcfg["init_from"]):
+            ae, unet = load_diffusers_init(mcfg["init_from"])
+            return ResShiftSRModel.from_config(_full_config(cfg), autoencoder=ae, unet=unet)
         model = load_model(mcfg["init_from"])
         if not isinstance(model, ResShiftSRModel):
             raise ValueError(f"{mcfg['init_from']}: not a ResShift model (kind {model.kind!r})")
         return model
-    full = {"kind": "resshift", "scale": cfg["data"]["scale"], **mcfg}
+    return ResShiftSRModel.from_config(_full_config(cfg))
+
+
+def _full_config(cfg: dict) -> dict:
+    full = {"kind": "resshift", "scale": cfg["data"]["scale"], **cfg["model"]}
     full.setdefault("default_steps", full.get("resshift", {}).get("T", 15))
-    return ResShiftSRModel.from_config(full)
+    return full
 
 
 @torch.no_grad()

@@ -44,8 +44,9 @@ Config::
     "train": {..., "p_terminal": 0.5}                 t-sampling as in the standard recipe
 
 The chain (``run_chain``, or ``upstep train`` on a config ``{"recipe": "yonos_chain",
-"stages": [cfg_x2, cfg_x4, cfg_x8]}``) trains stage k with stage k-1's exported model as the
-teacher, skipping finished stages, so an interrupted chain restarts where it stopped.
+"stages": [cfg_x2, cfg_x4, cfg_x8], "defaults": {...}}``, ``defaults`` being settings every stage
+shares) trains stage k with stage k-1's exported model as the teacher, skipping finished
+stages, so an interrupted chain restarts where it stopped.
 """
 from __future__ import annotations
 
@@ -163,6 +164,16 @@ def load_stage(stage, k: int) -> dict:
     if not isinstance(stage, dict):
         raise ConfigError(f"yonos_chain: stage {k} must be a config dict or a config file name")
     return copy.deepcopy(stage)
+
+
+def chain_stages(chain_cfg: dict) -> list[dict]:
+    """The stages of a ``yonos_chain`` config, each merged over the chain's ``defaults`` section
+    (settings every stage shares, e.g. ``train.mixed_precision``; ``--set defaults.train.batch=4``
+    changes them all)."""
+    from upstep.config import merge
+
+    defaults = chain_cfg.get("defaults", {})
+    return [merge(defaults, load_stage(s, k)) for k, s in enumerate(chain_cfg.get("stages") or [])]
 
 
 def _stage_dir(root: Path, k: int, cfg: dict) -> Path:

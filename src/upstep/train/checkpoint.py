@@ -3,7 +3,8 @@
 Layout of a run folder::
 
     RUN/checkpoints/step_000500/tensors.safetensors   module, EMA and optimizer tensors
-    RUN/checkpoints/step_000500/state.json            step, optimizer param groups, config
+    RUN/checkpoints/step_000500/state.json            step, optimizer param groups and scalars,
+                                                      the fp16 GradScaler's state, config
     RUN/latest.json                                   {"step": 500, "path": "checkpoints/step_000500"}
 
 A checkpoint folder is written under a temporary name and renamed into place, and
@@ -50,7 +51,9 @@ def _unflatten_optimizer(name: str, tensors: dict, meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: Path, step: int, modules: dict, optimizers: dict, emas: dict,
-                    extra: dict | None = None, keep: int = 2) -> Path:
+                    extra: dict | None = None, keep: int = 2, scaler=None) -> Path:
+    """``scaler``: the mixed-precision ``GradScaler`` (fp16), if any: its loss scale and growth
+    tracker decide which later steps are skipped, so an exact resume needs them."""
     run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,8 @@ def save_checkpoint(run_dir: Path, step: int, modules: dict, optimizers: dict, e
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     state = {"step": step, "optimizers": opt_meta,
              "ema_updates": {n: e.updates for n, e in emas.items()}, "extra": extra or {}}
+    if scaler is not None:
+        state["grad_scaler"] = {k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}
 
     final = ckpt_root / f"step_{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp_"))
@@ -95,8 +100,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
-def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict) -> dict:
-    """Restore in place; returns the state dict (``step``, ``extra``)."""
+def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, scaler=None) -> dict:
+    """Restore in place; returns the state dict (``step``, ``extra``). A checkpoint written
+    without a GradScaler (fp32/bf16) leaves ``scaler`` at its initial state."""
     tensors = load_file(str(Path(path) / "tensors.safetensors"))
     state = json.loads((Path(path) / "state.json").read_text())
     for name, m in modules.items():
@@ -108,4 +114,6 @@ def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict) -> 
                           state["ema_updates"][name])
     for name, opt in optimizers.items():
         opt.load_state_dict(_unflatten_optimizer(name, tensors, state["optimizers"]))
+    if scaler is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
     return state

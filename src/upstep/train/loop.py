@@ -22,13 +22,31 @@ from upstep.train.ema import EMA
 
 
 def make_accelerator(train_cfg: dict):
+    """``train.mixed_precision``: "no" | "bf16" | "fp16" (autocast; fp16 with a dynamic loss
+    scale, ``torch.amp.GradScaler``, whose settings ``train.grad_scaler`` passes through, e.g.
+    ``{"init_scale": 1024, "growth_interval": 2000}``). The scaler is part of every checkpoint."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import GradScalerKwargs
 
     mp = train_cfg.get("mixed_precision", "no")
     cpu = train_cfg.get("device", "auto") == "cpu" or not torch.cuda.is_available()
-    if mp == "fp16" and cpu:
-        mp = "bf16"  # fp16 autocast is a GPU feature; bf16 works on CPU
-    return Accelerator(mixed_precision=mp, cpu=cpu)
+    scaler_kw = dict(train_cfg.get("grad_scaler", {}))
+    cpu_fp16 = mp == "fp16" and cpu
+    if cpu_fp16 and not torch.amp.autocast_mode.is_autocast_available("cpu"):
+        mp = "bf16"  # this torch has no CPU autocast for fp16; bf16 needs no loss scaling
+    # accelerate keeps one process-wide AcceleratorState whose precision cannot change; a chain
+    # (or a test session) may run stages at different precisions, so start it afresh (the
+    # distributed PartialState, process group included, is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    acc = Accelerator(mixed_precision=mp, cpu=cpu, kwargs_handlers=[GradScalerKwargs(**scaler_kw)])
+    if cpu_fp16 and mp == "fp16" and acc.scaler is None:
+        # accelerate runs "fp16" on CPU silently in fp32; torch has CPU fp16 autocast and a CPU
+        # GradScaler, so switch them on as accelerate does on a GPU (set before `prepare`, which
+        # hands the scaler to the optimisers).
+        acc.native_amp = True
+        acc.scaler = torch.amp.GradScaler("cpu", **scaler_kw)
+    return acc
 
 
 def lr_at(step: int, train_cfg: dict) -> float:
@@ -40,6 +58,19 @@ def lr_at(step: int, train_cfg: dict) -> float:
         frac = (step - warm) / max(1, total - warm)
         return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
     return base
+
+
+def apply_memory_options(recipe, tcfg: dict) -> None:
+    """``train.gradient_checkpointing`` and ``train.attention`` ("sdpa") on every diffusers network
+    the recipe holds (its trainable modules and its model, e.g. the VAE whose decoder is tuned)."""
+    from upstep.nn.unet import set_memory_options
+
+    gc, attn = bool(tcfg.get("gradient_checkpointing", False)), tcfg.get("attention")
+    if not gc and attn is None:
+        return
+    for m in [*recipe.trainable.values(), getattr(recipe, "model", None)]:
+        if m is not None:
+            set_memory_options(m, gradient_checkpointing=gc, attention=attn)
 
 
 def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Path:
@@ -64,6 +95,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         val = HRCropDataset.from_config(dcfg["train_dirs"], dcfg.get("val_crop", dcfg["crop"]), "val",
                                         dcfg.get("val_fraction", 0.02))
 
+    apply_memory_options(recipe, tcfg)
     names = list(recipe.trainable)
     opt_names = list(recipe.optimizers)
     prepared = accelerator.prepare(*[recipe.trainable[n] for n in names],
@@ -78,7 +110,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     start = 0
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
-        state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas)
+        state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas, scaler=accelerator.scaler)
         start = state["step"]
         accelerator.print(f"resumed from {ckpt} at step {start}")
     elif accelerator.is_main_process:
@@ -96,6 +128,9 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
             for group in group_opt.param_groups:
                 group["lr"] = lr_at(step, tcfg) * group.get("lr_mult", 1.0)
         g = step_generator(seed, step, process=accelerator.process_index)
+        # torch's global RNG (dropout, anything not given `g`) is a function of the step too,
+        # so a resumed run draws what the uninterrupted one drew
+        torch.manual_seed(step_generator(seed, step, stream=1, process=accelerator.process_index).initial_seed())
         hr = data.batch(tcfg["batch"], g).to(accelerator.device)
         logs = recipe.train_step(step, hr, g)
         for n, e in emas.items():
@@ -111,7 +146,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, float)})
             if done % tcfg.get("checkpoint_every", 500) == 0 or done == total:
                 save_checkpoint(run_dir, done, recipe.trainable, recipe.optimizers, emas,
-                                extra={"recipe": cfg["recipe"]})
+                                extra={"recipe": cfg["recipe"]}, scaler=accelerator.scaler)
     bar.close()
     accelerator.wait_for_everyone()
     out = run_dir / "model"
@@ -119,4 +154,5 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         model = recipe.export()
         save_model(model, out, extra={"recipe": cfg["recipe"], "steps": total,
                                       "config": cfg.get("name", ""), "trained_by": "upstep train"})
+    accelerator.wait_for_everyone()  # every process sees the model (a chain's next stage loads it)
     return out
