@@ -244,6 +244,7 @@ def test_teacher_step_is_resshifts_x0_loss_and_lowers_it():
 
     cfg = load_config("resshift_teacher_tiny.json")
     cfg["train"]["lr"] = 3e-3
+    torch.manual_seed(0)  # the U-Net's initial weights
     r = build_recipe(cfg, make_accelerator(cfg["train"]))
     r.wrapped = dict(r.trainable)
     r.emas = {n: EMA(r.trainable[n], 0.9, 1) for n in r.ema_names}

@@ -270,6 +270,7 @@ def test_autoencoder_step_logs_the_papers_loss_and_lowers_it(tmp_path):
     cfg["recipe"] = "autoencoder"
     cfg["model"] = KL_MODEL
     cfg["autoencoder_loss"] = {"lpips_weight": 0.0, "kl_weight": 1e-3}
+    torch.manual_seed(0)  # the autoencoder's initial weights
     r = ready(cfg)
     x01 = hr_batch(32)
     x = x01 * 2 - 1
@@ -283,7 +284,7 @@ def test_autoencoder_step_logs_the_papers_loss_and_lowers_it(tmp_path):
     assert logs["l1"] == pytest.approx(float((x_hat - x).abs().mean()), rel=1e-5)
     assert logs["kl"] == pytest.approx(float(kl), rel=1e-4)
     assert logs["loss"] == pytest.approx(logs["l1"] + 1e-3 * logs["kl"], rel=1e-5)
-    for step in range(1, 25):
+    for step in range(1, 40):   # measured: L1 0.56 -> 0.35 over 40 steps
         last = r.train_step(step, x01, torch.Generator().manual_seed(step))
     assert last["l1"] < 0.8 * logs["l1"], (logs, last)
 
