@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_models(sub)
     for module, name in (("upstep.degrade.dataset", "degrade"), ("upstep.evaluate.runner", "eval"),
-                         ("upstep.evaluate.bench", "bench")):
+                         ("upstep.evaluate.bench", "bench"), ("upstep.web", "serve")):
         _add_optional(sub, module, name)
     return parser
 
