@@ -109,9 +109,12 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
         expected = vin.frames or None  # frame count from the container header, when it has one
 
+        def upscale_frame(img: Image.Image) -> Image.Image:  # the image path; same seed: same noise
+            return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix)
+
         def write(tmp: str) -> None:
-            out = av.open(tmp, "w", format=None)
-            try:
+            with av.open(tmp, "w") as out, tqdm(total=expected, desc=src.name, unit="frame",
+                                                disable=not progress) as bar:
                 vout = _add_video_stream(out, codec or DEFAULT_CODEC.get(dest.suffix.lower(), "libx264"),
                                          rate, w * up.scale, h * up.scale, crf)
                 vout.codec_context.time_base = vin.time_base  # keep the input's timestamps
@@ -120,9 +123,7 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
                 except (av.FFmpegError, ValueError) as e:
                     raise VideoError(f"{dest}: the {dest.suffix} container cannot hold this input's audio "
                                      f"as is ({_reason(e)}); write .mkv instead") from e
-                n, end = _transcode(inp, vin, vout, outs, out, up, steps, seed, colorfix, expected, progress, src)
-            finally:
-                out.close()
+                n, end = _transcode(inp, out, vout, outs, upscale_frame, bar, src)
             if n == 0:
                 raise VideoError(f"{src}: no frame could be decoded")
             if expected and n < expected:
@@ -142,11 +143,14 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
     return dest
 
 
-def _transcode(inp, vin, vout, outs, out, up, steps, seed, colorfix, expected, progress, src) -> int:
-    """Stream ``inp`` into ``out``; returns the number of frames and where the data ended (s)."""
+def _transcode(inp, out, vout, outs: dict, upscale_frame, bar, src: Path) -> tuple[int, float]:
+    """Stream ``inp`` into ``out``: video frames through ``upscale_frame`` into ``vout``, the
+    packets of the streams in ``outs`` (input index -> output stream) copied. Returns the number
+    of frames and where the data ended (s)."""
     av = _av()
+    vin = inp.streams.video[0]
+    frame_s = 1 / float(vin.average_rate or 25)
     n, end = 0, 0.0
-    bar = tqdm(total=expected, desc=src.name, unit="frame", disable=not progress)
     try:
         for packet in inp.demux(vin, *[inp.streams[i] for i in outs]):
             if packet.stream.index in outs:
@@ -157,17 +161,14 @@ def _transcode(inp, vin, vout, outs, out, up, steps, seed, colorfix, expected, p
                     out.mux(packet)
                 continue
             for frame in packet.decode():
-                rgb = Image.fromarray(frame.to_ndarray(format="rgb24"))
-                sr = up.upscale(rgb, steps=steps, seed=seed, colorfix=colorfix)  # same seed: same noise
+                sr = upscale_frame(Image.fromarray(frame.to_ndarray(format="rgb24")))
                 new = av.VideoFrame.from_ndarray(np.asarray(sr), format="rgb24")
                 new.pts, new.time_base = frame.pts, frame.time_base
                 out.mux(vout.encode(new))
                 n += 1
-                end = max(end, (frame.time or 0.0) + 1 / float(vin.average_rate or 25))
+                end = max(end, (frame.time or 0.0) + frame_s)
                 bar.update(1)
         out.mux(vout.encode(None))
     except av.FFmpegError as e:
         raise VideoError(f"{src}: corrupt or truncated video data after {n} frames ({_reason(e)})") from e
-    finally:
-        bar.close()
     return n, end
