@@ -113,6 +113,12 @@ def test_bad_uploads_get_a_readable_error(server, model_dir, case):
         assert body["error"].startswith("photo.png: ") and "/tmp" not in body["error"]
 
 
+def test_listens_on_localhost_unless_told_otherwise():
+    from upstep.cli import build_parser
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+
+
 def test_page_is_self_contained(server):
     req = urllib.request.urlopen(f"{server}/", timeout=10)
     html = req.read().decode()

@@ -138,3 +138,9 @@ def test_video_output_name_is_checked(tmp_path, clip, model_dir, capsys):
     assert _run(clip, tmp_path / "x.png", model_dir) == 1
     assert "video file name" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_video_frames_get_the_decompression_bomb_guard(tmp_path, clip, model_dir, capsys):
+    assert _run(clip, tmp_path / "x.mp4", model_dir, "--max-pixels", "200") == 1
+    assert "16x16 frames = 256 pixels exceed the limit of 200" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
