@@ -13,17 +13,23 @@ av = pytest.importorskip("av", reason="video needs PyAV: pip install 'upstep[vid
 FPS, SIZE = 10, 16
 
 
-def make_clip(path, n=5, audio=True, options=None):
-    """Moving colour ramps (H.264, yuv420p) plus a 440 Hz tone (AAC, 8 kHz mono)."""
+def make_clip(path, n=5, audio=True, options=None, bt709=False):
+    """Moving colour ramps (H.264, yuv420p; untagged, or tagged and converted as BT.709) plus a
+    440 Hz tone (AAC, 8 kHz mono)."""
     out = av.open(str(path), "w", options=options or {})
     v = out.add_stream("libx264", rate=FPS)
     v.width = v.height = SIZE
     v.pix_fmt = "yuv420p"
+    if bt709:
+        cc = v.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = cc.color_range = 1
     a = out.add_stream("aac", rate=8000, layout="mono") if audio else None
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     for k in range(n):
         img = np.stack([(xx * 16 + k * 20) % 256, (yy * 16) % 256, ((xx + yy) * 8 + k * 40) % 256], -1)
         frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
+        if bt709:
+            frame = frame.reformat(format="yuv420p", dst_colorspace=1)
         frame.pts = k
         out.mux(v.encode(frame))
     out.mux(v.encode(None))
@@ -86,7 +92,10 @@ def test_lossless_video_equals_the_image_path_frame_by_frame(tmp_path, clip, mod
     assert codec == "aac" and packets == audio_packets(clip)[1]  # audio copied bit for bit
 
 
-def test_default_mp4_keeps_frames_size_and_audio(tmp_path, clip, model_dir):
+@pytest.mark.parametrize("bt709", [False, True])
+def test_default_mp4_keeps_frames_size_colours_and_audio(tmp_path, clip, model_dir, bt709):
+    if bt709:
+        clip = make_clip(tmp_path / "hd_tagged.mp4", bt709=True)
     dest = tmp_path / "clip_x4.mp4"
     assert _run(clip, dest, model_dir) == 0
     src_frames, out_frames = frames(clip), frames(dest)
@@ -95,13 +104,17 @@ def test_default_mp4_keeps_frames_size_and_audio(tmp_path, clip, model_dir):
         v = c.streams.video[0]
         assert (v.codec_context.name, v.width, v.height) == ("h264", SIZE * 4, SIZE * 4)
         assert v.average_rate == FPS
+        cc = v.codec_context  # tagged with the matrix it was converted with: the input's, or BT.601
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc) == ((1, 1, 1) if bt709 else (5, 2, 2))
     assert audio_packets(dest) == audio_packets(clip)
-    # H.264 at CRF 18: the image path's output through the same 4:2:0 chroma subsampling, within
-    # the encoder's loss (measured 34-37 dB; a wrong frame scores < 16 dB, a wrong colour order less)
+    # H.264 at CRF 18: the image path's output through the same 4:2:0 conversion, within the
+    # encoder's loss (measured 34-37 dB; a wrong frame scores < 16 dB, a BT.709 clip converted with
+    # the BT.601 matrix 28 dB)
     up = upstep.load(model_dir, device="cpu")
     for (lr, _), (sr, _) in zip(src_frames, out_frames):
         ref = av.VideoFrame.from_ndarray(np.asarray(up.upscale(Image.fromarray(lr))), format="rgb24")
-        ref = ref.reformat(format="yuv420p").to_ndarray(format="rgb24").astype(float)
+        ref = ref.reformat(format="yuv420p", dst_colorspace=1 if bt709 else 5).to_ndarray(format="rgb24")
+        ref = ref.astype(float)
         psnr = 10 * np.log10(255**2 / np.mean((sr.astype(float) - ref) ** 2))
         assert psnr > 30, psnr
 

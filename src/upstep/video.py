@@ -26,6 +26,8 @@ VIDEO_EXTS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # codec per container when none is asked for; pixel formats that keep RGB exactly for lossless codecs
 DEFAULT_CODEC = {".webm": "libvpx-vp9", ".avi": "mpeg4"}
 LOSSLESS_RGB = {"ffv1": "bgr0", "libx264rgb": "rgb24", "png": "rgb24"}
+# ffmpeg's colour enums: 2 = unspecified; matrix 0 = RGB, 5 = BT.601 (what an untagged frame decodes with)
+UNSPECIFIED, BT601, LIMITED_RANGE = 2, 5, 1
 
 
 class VideoError(UpstepError):
@@ -64,7 +66,11 @@ def _open_input(av, src: Path):
     return inp
 
 
-def _add_video_stream(out, codec: str, rate: Fraction, width: int, height: int, crf: int):
+def _add_video_stream(out, codec: str, rate: Fraction, width: int, height: int, crf: int, like):
+    """An output video stream; for YUV formats tagged with the colours of ``like`` (the input's
+    codec context): its matrix (or BT.601, which PyAV decodes untagged frames with), limited
+    range, its primaries and transfer. The frames are converted with that matrix, so the tags
+    say what the pixels are, whatever size the output is (players guess BT.709 for HD)."""
     av = _av()
     try:
         info = av.codec.Codec(codec, "w")
@@ -77,6 +83,14 @@ def _add_video_stream(out, codec: str, rate: Fraction, width: int, height: int, 
         opts["b"] = "0"  # constant quality
     stream = out.add_stream(info.name, rate=rate, options=opts)
     stream.width, stream.height, stream.pix_fmt = width, height, pix
+    if not pix.startswith(("yuv", "nv")):
+        return stream
+    cc = stream.codec_context
+    cc.colorspace = like.colorspace if like.colorspace not in (0, UNSPECIFIED) else BT601
+    cc.color_range = LIMITED_RANGE
+    for tag in ("color_primaries", "color_trc"):
+        if getattr(like, tag) != UNSPECIFIED:
+            setattr(cc, tag, getattr(like, tag))
     return stream
 
 
@@ -116,7 +130,7 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
             with av.open(tmp, "w") as out, tqdm(total=expected, desc=src.name, unit="frame",
                                                 disable=not progress) as bar:
                 vout = _add_video_stream(out, codec or DEFAULT_CODEC.get(dest.suffix.lower(), "libx264"),
-                                         rate, w * up.scale, h * up.scale, crf)
+                                         rate, w * up.scale, h * up.scale, crf, vin.codec_context)
                 vout.codec_context.time_base = vin.time_base  # keep the input's timestamps
                 try:
                     outs = {s.index: out.add_stream_from_template(s) for s in copied}
@@ -163,6 +177,8 @@ def _transcode(inp, out, vout, outs: dict, upscale_frame, bar, src: Path) -> tup
             for frame in packet.decode():
                 sr = upscale_frame(Image.fromarray(frame.to_ndarray(format="rgb24")))
                 new = av.VideoFrame.from_ndarray(np.asarray(sr), format="rgb24")
+                if vout.codec_context.colorspace != UNSPECIFIED:  # YUV out: the matrix it is tagged with
+                    new = new.reformat(format=vout.pix_fmt, dst_colorspace=vout.codec_context.colorspace)
                 new.pts, new.time_base = frame.pts, frame.time_base
                 out.mux(vout.encode(new))
                 n += 1
