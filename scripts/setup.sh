@@ -6,6 +6,6 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # The pin keeps pip on the local CPU wheel; GPU users install their own torch first.
-if ! .venv/bin/python -c "import upstep, torch, diffusers, kornia, torchmetrics, transformers, pytest" >/dev/null 2>&1; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev,peers,sd]"
+if ! .venv/bin/python -c "import upstep, torch, diffusers, kornia, torchmetrics, transformers, pytest, av, starlette, uvicorn, selenium" >/dev/null 2>&1; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev,peers,sd,video,serve]"
 fi

@@ -172,3 +172,12 @@ def test_load_errors_are_clear(tmp_path):
     (tmp_path / "k" / "config.json").write_text('{"kind": "nope"}')
     with pytest.raises(ModelLoadError, match="unknown model kind"):
         load_model(tmp_path / "k")
+
+
+def test_progress_callback_counts_every_tile():
+    # 20x24 LR with 8-px tiles and 2-px overlap: 3 x 4 tiles per image, two images, batches of 5
+    model = make_tiny_model(zero_out=True)
+    lr = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(4))
+    seen = []
+    TiledUpscaler(model, tile=8, overlap=2, tile_batch=5).upscale(lr, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(5, 24), (10, 24), (12, 24), (17, 24), (22, 24), (24, 24)]

@@ -1,4 +1,4 @@
-"""``upstep`` command line: upscale | train | eval | bench | degrade | models.
+"""``upstep`` command line: upscale | train | eval | bench | degrade | models | serve.
 
 Errors meant for the user (``UpstepError``) print one line and exit 2; batch upscaling goes
 on past a bad file and exits 1 with every failure listed at the end.
@@ -14,7 +14,7 @@ from upstep.errors import UpstepError
 
 def _add_upscale(sub):
     p = sub.add_parser("upscale", help="upscale images with ONE diffusion step (default)")
-    p.add_argument("inputs", nargs="*", help="image files or folders")
+    p.add_argument("inputs", nargs="*", help="image files or folders, or video files (.mp4, .mkv, .webm, ...)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: ./upscaled)")
     p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
     p.add_argument("--model", default=None, help="shipped model name or model folder (default: default-x<scale>)")
@@ -31,12 +31,16 @@ def _add_upscale(sub):
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (decompression-bomb guard)")
     p.add_argument("--demo", action="store_true", help="upscale the bundled sample image")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--video-codec", default=None,
+                   help="ffmpeg encoder for video outputs (default: libx264, VP9 for .webm; ffv1 is lossless)")
+    p.add_argument("--crf", type=int, default=18, help="video quality for x264/x265/VP9 (lower is better; 0 lossless)")
     p.set_defaults(func=run_upscale)
 
 
 def run_upscale(args) -> int:
     import upstep.io as uio
     from upstep.api import default_model_for, load
+    from upstep.video import is_video, upscale_video
 
     if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")
@@ -57,9 +61,14 @@ def run_upscale(args) -> int:
     read_kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
 
     def one(path: Path) -> Path:
-        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix)
+        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix,
+                                   ext=path.suffix.lower() if is_video(path) else None)
         if dest.exists() and not args.overwrite:
             raise uio.OutputExistsError(f"{dest}: exists; pass --overwrite to replace it")
+        if is_video(path):
+            return upscale_video(up, path, dest, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
+                                 codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
+                                 progress=not args.no_progress, **read_kw)
         img = uio.read_image(path, **read_kw)
         result = up.upscale_loaded(img, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
                                    progress=not args.no_progress and len(files) == 1)
@@ -118,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_models(sub)
     for module, name in (("upstep.degrade.dataset", "degrade"), ("upstep.evaluate.runner", "eval"),
-                         ("upstep.evaluate.bench", "bench")):
+                         ("upstep.evaluate.bench", "bench"), ("upstep.web", "serve")):
         _add_optional(sub, module, name)
     return parser
 

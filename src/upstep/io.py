@@ -172,6 +172,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_destination(path: Path, *, overwrite: bool = False, inputs: Iterable = ()) -> None:
+    """Refuse to write over an input, or over an existing file unless ``overwrite``."""
+    for src in inputs:
+        if _same_file(Path(src), path):
+            raise OutputIsInputError(f"{path}: is one of the inputs; refusing to write over it "
+                                     "(choose another output or --suffix)")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+
+
 def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, inputs: Iterable = (),
                 icc_profile: bytes | None = None, quality: int = 95) -> Path:
     path = Path(path)
@@ -179,12 +189,7 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
     if ext not in WRITE_FORMATS:
         raise ImageWriteError(f"{path}: cannot write '{ext or '(no extension)'}' files; use one of "
                               f"{', '.join(sorted(WRITE_FORMATS))}")
-    for src in inputs:
-        if _same_file(Path(src), path):
-            raise OutputIsInputError(f"{path}: is one of the inputs; refusing to write over it "
-                                     "(choose another output or --suffix)")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+    check_destination(path, overwrite=overwrite, inputs=inputs)
     fmt = WRITE_FORMATS[ext]
     if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
         raise ImageWriteError(f"{path}: JPEG cannot store the alpha channel of this image; write .png or .webp")

@@ -91,7 +91,9 @@ class TiledUpscaler:
         out = torch.zeros(n, c, H, W)
         weight = torch.zeros(1, 1, H, W)
         jobs = [(y, x) for y in ys for x in xs]
-        bar = tqdm(total=len(jobs) * n, desc="tiles", disable=not progress or len(jobs) * n < 2)
+        # progress: True for a tqdm bar, or a callable told (tiles done, tiles in all) after each batch
+        report = progress if callable(progress) else None
+        bar = tqdm(total=len(jobs) * n, desc="tiles", disable=report is not None or not progress or len(jobs) * n < 2)
         for b in range(n):
             for i in range(0, len(jobs), self.tile_batch):
                 chunk = jobs[i:i + self.tile_batch]
@@ -104,6 +106,8 @@ class TiledUpscaler:
                     if b == 0:
                         weight[0, 0, y:y + th, x:x + tw] += wt
                 bar.update(len(chunk))
+                if report:
+                    report(b * len(jobs) + i + len(chunk), len(jobs) * n)
         bar.close()
         out = (out / weight)[..., :H0, :W0]
         fix = COLORFIX[colorfix]
