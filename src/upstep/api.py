@@ -74,11 +74,12 @@ class Upscaler:
     """A loaded model plus the tiled one-step pipeline, working on PIL images."""
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
-                 overlap: int = 16, tile_batch: int = 4):
+                 overlap: int = 16, tile_batch: int = 4, channels_last: bool | None = None):
         self.device = pick_device(device)
         self.model = model
         self.scale = model.scale
-        self.pipeline = TiledUpscaler(model, self.device, pick_dtype(dtype, self.device), tile, overlap, tile_batch)
+        self.pipeline = TiledUpscaler(model, self.device, pick_dtype(dtype, self.device), tile, overlap, tile_batch,
+                                      channels_last=channels_last)
 
     def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False) -> torch.Tensor:
@@ -109,8 +110,8 @@ class Upscaler:
 
 
 def load(name_or_path: str | Path = "default-x4", device: str = "auto", dtype: str = "auto",
-         tile: int | str = "auto", overlap: int = 16) -> Upscaler:
+         tile: int | str = "auto", overlap: int = 16, channels_last: bool | None = None) -> Upscaler:
     """Load a shipped model by name or a model folder; returns an ``Upscaler``. ``dtype="auto"``
     and ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``."""
     model = load_model(resolve_model(name_or_path))
-    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap)
+    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap, channels_last=channels_last)
