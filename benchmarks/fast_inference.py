@@ -13,7 +13,11 @@ A change is kept only if the set's mean PSNR-Y moves by at most 0.05 dB and its 
 at most 0.002 (the issue's bar); the worst single image is shown too. Speed is measured by
 ``upstep bench``, which times these same arms side by side.
 
-    python benchmarks/fast_inference.py --out docs/results/fast_inference [--limit N]
+``--compile-trial`` also times ``torch.compile`` of the U-Net on the default path (one 128² input:
+the first call, which compiles, then eager and compiled runs in turn) and writes ``compile.md``:
+a CLI process pays the compile on every start, so it is adopted only if it wins including that.
+
+    python benchmarks/fast_inference.py --out docs/results/fast_inference [--limit N] [--compile-trial]
 """
 from __future__ import annotations
 
@@ -46,13 +50,52 @@ def arms(model_name: str) -> dict[str, TiledUpscaler]:
     return {name: TiledUpscaler(copy.deepcopy(base), cpu, **kw) for name, kw in spec.items()}
 
 
+def compile_trial(model_name: str, out: Path, repeats: int = 7) -> dict:
+    import statistics
+    import time
+
+    from upstep.evaluate.bench import _round_robin, _texture
+
+    cpu = torch.device("cpu")
+    base = load_model(resolve_model(model_name))
+    eager = TiledUpscaler(copy.deepcopy(base), cpu, dtype=default_dtype(cpu))
+    comp = TiledUpscaler(copy.deepcopy(base), cpu, dtype=default_dtype(cpu))
+    comp.model.unet = torch.compile(comp.model.unet, dynamic=False)
+    lr = _texture(128)
+    t0 = time.perf_counter()
+    comp.upscale(lr)
+    first = time.perf_counter() - t0
+    eager.upscale(lr)  # warm-up; the compiled one was warmed by its first call
+    times = _round_robin({"eager": lambda: eager.upscale(lr), "compiled": lambda: comp.upscale(lr)}, repeats, cpu)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    saved = med["eager"] - med["compiled"]
+    r = {"input": "128x128", "dtype": str(default_dtype(cpu)), "first_compiled_call_s": first,
+         "median_s": med, "runs_s": times, "calls_to_repay_compile": (first / saved) if saved > 0 else None,
+         **provenance([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}
+    write_json(out / "compile.json", r)
+    (out / "compile.md").write_text("\n".join([
+        f"# torch.compile of the U-Net vs eager: {model_name}, 128² input, {r['dtype']}", "", provenance_md(r), "",
+        md_table(["", "seconds"], [["first compiled call (compiles)", first],
+                                   ["eager, median of runs in turn", med["eager"]],
+                                   ["compiled, median of runs in turn", med["compiled"]]]), "",
+        (f"Calls of this size needed to repay the compile: {r['calls_to_repay_compile']:.0f}." if saved > 0
+         else "Compiled runs were not faster than eager."), ""]))
+    return r
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default-x4")
     p.add_argument("--set", default="set14")
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     p.add_argument("--out", default="docs/results/fast_inference")
+    p.add_argument("--compile-trial", action="store_true", help="also time torch.compile (compile.md)")
+    p.add_argument("--compile-only", action="store_true", help="only the torch.compile trial")
     args = p.parse_args(argv)
+    if args.compile_trial or args.compile_only:
+        print(compile_trial(args.model, Path(args.out)))
+        if args.compile_only:
+            return 0
 
     ups = arms(args.model)
     bset = open_set(args.set)

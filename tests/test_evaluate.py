@@ -116,7 +116,7 @@ def test_bench_writes_results(tmp_path, capsys):
     model = save_model(make_tiny_model(), tmp_path / "model")
     out = tmp_path / "bench"
     assert main(["bench", "--model", str(model), "--sizes", "32", "--steps", "1,2", "--memory-sizes", "32",
-                 "--repeats", "2", "--peers", "none", "--no-row-memory", "--out", str(out)]) == 0
+                 "--repeats", "2", "--peers", "none", "--no-row-memory", "--peak-n", "256", "--out", str(out)]) == 0
     r = json.loads((out / "bench.json").read_text())
     methods = [x["method"] for x in r["latency"]]
     assert set(methods) == {"model@1", "model@2", "bicubic"} | {f"model@1 {v}" for v in VARIANTS}

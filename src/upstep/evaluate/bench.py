@@ -4,13 +4,14 @@ in float32, bicubic and the peers, on square random-texture inputs, all in one r
 ``upstep bench --model default-x4``  (``--quick``: 128² and 512², 1 step, a few minutes on 2 cores)
 
 Timing (what makes the numbers checkable):
-* every method is warmed up once, then the methods are timed **round-robin** (one run of each in
-  turn, ``--repeats`` rounds), so a slow spell of a shared machine hits all of them alike;
-  each row gives the median and the min–max of its runs. A configuration whose estimated time
-  (model@1 x steps) exceeds ``--budget-s`` is recorded as skipped, never extrapolated; one
-  estimated over 10 s gets no warm-up (start-up costs are noise at that length).
+* every method runs once untimed (its warm-up; model@N shares model@1's tiles and kernels), then
+  the methods are timed **round-robin** (one run of each in turn, ``--repeats`` rounds), so a
+  slow spell of a shared machine hits all of them alike; each row gives the median and the
+  min–max of its runs. A configuration whose estimated time (model@1 x steps; a method's time at
+  the previous size x the area ratio) exceeds ``--budget-s`` is recorded as skipped, never
+  extrapolated into a number.
 * each torch model's multiply-accumulates are counted from its layers' shapes (forward hooks on
-  every Conv2d / ConvTranspose2d / Linear call, one extra untimed run) for the input as run —
+  every Conv2d / ConvTranspose2d / Linear call, during the untimed run) for the input as run —
   tile overlaps included — so ``GFLOP/s = 2 x MACs / median s`` can be set against a float32 and
   a bf16 matmul peak measured in the same run, at its start and end. A row above its peak is
   flagged implausible. OpenCV peers run outside torch: their MACs are not counted.
@@ -39,6 +40,7 @@ from upstep.evaluate.report import md_table, provenance, provenance_md, write_js
 
 # model variants timed beside the default path at 1 step: what each speed change buys
 VARIANTS = {"float32": {"dtype": "float32"},
+            "float32, NCHW": {"dtype": "float32", "channels_last": False},
             "float32, NCHW, tile 128 (pre-issue-13 default)": {"dtype": "float32", "tile": 128,
                                                                 "channels_last": False}}
 
@@ -126,14 +128,11 @@ def _texture(size: int, seed: int = 0) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def _round_robin(fns: dict, repeats: int, device, warmup: dict) -> dict[str, list[float]]:
-    """Warm every method up (where ``warmup[name]``), then time one run of each in turn."""
+def _round_robin(fns: dict, repeats: int, device) -> dict[str, list[float]]:
+    """Time one run of each method in turn, ``repeats`` rounds (warm-ups are the caller's)."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
-    for name, fn in fns.items():
-        if warmup[name]:
-            fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -173,7 +172,7 @@ def peak_in_fresh_process(**kw) -> dict:
 
 
 QUICK = {"sizes": "128,512", "steps": "1", "memory_sizes": "256,1024", "untiled_max": 256, "repeats": 5,
-         "row_memory": False}
+         "row_memory": False, "peers": "realesr-general-x4v3,fsrcnn,espcn"}
 
 
 def add_bench_arguments(p) -> None:
@@ -193,12 +192,13 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--tile", default="auto", help="LR tile size or auto (the default path)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--peak-n", type=int, default=2048, help="matrix size of the matmul peak measurement")
     p.add_argument("--out", "-o", default="docs/results/bench")
     p.add_argument("--weights-dir", default=None)
 
 
 def _options(args) -> dict:
-    o = {k: getattr(args, k) for k in ("sizes", "steps", "memory_sizes", "untiled_max", "repeats")}
+    o = {k: getattr(args, k) for k in ("sizes", "steps", "memory_sizes", "untiled_max", "repeats", "peers")}
     o["row_memory"] = not args.no_row_memory
     if args.quick:
         o.update(QUICK)
@@ -224,73 +224,74 @@ def bench(args, command=None) -> dict:
     sizes = [int(v) for v in str(opt["sizes"]).split(",") if v]
     steps = sorted({int(v) for v in str(opt["steps"]).split(",") if v} | {1})
     peers = [p for p in available_peers(s, weights_dir=args.weights_dir)
-             if p.name == "bicubic" or args.peers == "all" or p.name in args.peers.split(",")]
+             if p.name == "bicubic" or opt["peers"] == "all" or p.name in opt["peers"].split(",")]
     prov = provenance(command)
-    peaks = {"start": {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}}
+    peaks = {"start": {d: matmul_peak(getattr(torch, d), args.peak_n) for d in ("float32", "bfloat16")}}
     print("matmul peak GFLOP/s at start:", peaks["start"])
 
-    latency = []
+    latency, first_s, prev = [], {}, None
     for size in sizes:
         lr = _texture(size)
         out_px = (size * s) ** 2
-        fns, rows, warm = {}, {}, {}
-        # the 1-step default path first: its time is the estimate for longer configurations
-        with MacCounter() as mc:
-            t0 = time.perf_counter()
-            up.upscale_tensor(lr, steps=1)
-            ref_est = time.perf_counter() - t0
-        macs1 = mc.macs
-        per_step = None
-        for n in steps:
-            name = f"model@{n}"
-            if ref_est * n > args.budget_s:
-                rows[name] = {"size": size, "method": name, "skipped":
-                              f"estimated {ref_est * n:.0f} s per run > --budget-s {args.budget_s:.0f}"}
+        fns, rows = {}, {}
+
+        def first_run(name: str, fn, dtype: str, est: float | None, count: bool = True) -> None:
+            """The untimed first run of a method: its warm-up, its MAC count, and its time for the
+            budget (estimated beforehand from the previous size, so a hopeless run never starts)."""
+            if est is not None and est > args.budget_s:
+                rows[name] = {"size": size, "method": name,
+                              "skipped": f"estimated {est:.0f} s per run > --budget-s {args.budget_s:.0f}"}
+                return
+            with MacCounter() as mc:
+                t0 = time.perf_counter()
+                fn()
+                first_s[name] = time.perf_counter() - t0
+            fns[name] = fn
+            rows[name] = {"size": size, "method": name, "dtype": dtype, "macs": mc.macs if count else None}
+
+        def scaled(name: str) -> float | None:
+            return first_s[name] * (size / prev) ** 2 if prev and name in first_s else None
+
+        first_run("model@1", lambda: up.upscale_tensor(lr, steps=1), run_dtype, scaled("model@1"))
+        if "model@1" not in fns:  # over budget: so is everything else at this size and above
+            latency.append(rows["model@1"])
+            break
+        macs1, per_step = rows["model@1"]["macs"], None
+        for n in steps[1:]:  # same tiles and kernels as model@1 (warm); MACs grow linearly with steps
+            name, est = f"model@{n}", first_s["model@1"] * n
+            if est > args.budget_s:
+                rows[name] = {"size": size, "method": name,
+                              "skipped": f"estimated {est:.0f} s per run > --budget-s {args.budget_s:.0f}"}
                 continue
-            if n == 1:
-                macs = macs1
-            else:
-                if per_step is None:  # MACs grow linearly with steps: count a 2-step run once
-                    with MacCounter() as mc2:
-                        up.upscale_tensor(lr, steps=2)
-                    per_step = mc2.macs - macs1
-                macs = macs1 + (n - 1) * per_step
+            if per_step is None:
+                with MacCounter() as mc2:
+                    up.upscale_tensor(lr, steps=2)
+                per_step = mc2.macs - macs1
             fns[name] = (lambda n=n: up.upscale_tensor(lr, steps=n))
-            rows[name] = {"size": size, "method": name, "dtype": run_dtype, "macs": macs}
-            warm[name] = ref_est * n <= 10
+            rows[name] = {"size": size, "method": name, "dtype": run_dtype, "macs": macs1 + (n - 1) * per_step}
         for v, m in models.items():
-            if not v:
-                continue
-            name = f"model@1 {v}"
-            with MacCounter() as mc:
-                m.upscale_tensor(lr, steps=1)
-            fns[name] = (lambda m=m: m.upscale_tensor(lr, steps=1))
-            rows[name] = {"size": size, "method": name, "dtype": variant_dtype[v], "macs": mc.macs}
-            warm[name] = True
-        for peer in peers:
-            with MacCounter() as mc:
-                peer.upscale(lr, s)  # also loads the weights
-            fns[peer.name] = (lambda peer=peer: peer.upscale(lr, s))
-            rows[peer.name] = {"size": size, "method": peer.name, "dtype": "float32",
-                               "macs": mc.macs if not type(peer).__name__.startswith("OpenCV") else None}
-            warm[peer.name] = True
-        times = _round_robin(fns, opt["repeats"], dev, warm)
+            if v:
+                first_run(f"model@1 {v}", (lambda m=m: m.upscale_tensor(lr, steps=1)), variant_dtype[v],
+                          scaled(f"model@1 {v}"))
+        for peer in peers:  # the first run also loads the weights
+            first_run(peer.name, (lambda peer=peer: peer.upscale(lr, s)), "float32", scaled(peer.name),
+                      count=not type(peer).__name__.startswith("OpenCV"))
+        prev = size
+        times = _round_robin(fns, opt["repeats"], dev)
         ref = statistics.median(times["model@1"])
         for name, row in rows.items():
-            if name not in times:
-                latency.append(row)
-                continue
-            t = sorted(times[name])
-            med = statistics.median(t)
-            q = statistics.quantiles(t, n=4) if len(t) >= 2 else [t[0]] * 3
-            row.update(median_s=med, min_s=t[0], max_s=t[-1], iqr_s=[q[0], q[2]], runs_s=times[name],
-                       warmup=warm[name], mp_per_s=out_px / 1e6 / med, time_vs_model1=med / ref)
-            if row.get("macs"):
-                row["macs_per_out_px"] = row["macs"] / out_px
-                row["gflops"] = 2 * row["macs"] / med / 1e9
+            if name in times:
+                t = sorted(times[name])
+                med = statistics.median(t)
+                q = statistics.quantiles(t, n=4) if len(t) >= 2 else [t[0]] * 3
+                row.update(median_s=med, min_s=t[0], max_s=t[-1], iqr_s=[q[0], q[2]], runs_s=times[name],
+                           mp_per_s=out_px / 1e6 / med, time_vs_model1=med / ref)
+                if row.get("macs"):
+                    row["macs_per_out_px"] = row["macs"] / out_px
+                    row["gflops"] = 2 * row["macs"] / med / 1e9
             latency.append(row)
         for row in latency:
-            if row["size"] == size and "median_s" in row and opt["row_memory"] and row["warmup"]:
+            if row["size"] == size and "median_s" in row and opt["row_memory"] and row["median_s"] < 10:
                 method, v = row["method"], ""
                 for cand in VARIANTS:
                     if method.endswith(" " + cand):
@@ -300,7 +301,7 @@ def bench(args, command=None) -> dict:
                                                            weights_dir=args.weights_dir)["peak_mem_mb"]
             if row["size"] == size:
                 print({k: v for k, v in row.items() if k != "runs_s"})
-    peaks["end"] = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
+    peaks["end"] = {d: matmul_peak(getattr(torch, d), args.peak_n) for d in ("float32", "bfloat16")}
     print("matmul peak GFLOP/s at end:", peaks["end"])
     for row in latency:
         if "gflops" in row:
@@ -330,7 +331,7 @@ def bench(args, command=None) -> dict:
     except OSError:
         load_end = None
     return {"model": args.model, "scale": s, "device": str(dev), "dtype": run_dtype, "tile": args.tile,
-            "options": {**opt, "quick": args.quick, "budget_s": args.budget_s}, **prov, "load_avg_1min_end": load_end,
+            "options": {**opt, "quick": args.quick, "budget_s": args.budget_s, "peak_n": args.peak_n}, **prov, "load_avg_1min_end": load_end,
             "matmul_peak_gflops": peaks, "latency": latency, "memory": memory, "goal": _goal(latency)}
 
 
@@ -373,11 +374,11 @@ def _markdown(r: dict) -> str:
         f"tile {r['tile']})", "",
         provenance_md(r) + (f"; load average {r['load_avg_1min_end']:.2f} at end" if r.get("load_avg_1min_end")
                             is not None else ""), "",
-        f"Matmul peak of this machine in this run (2048², best of 5), GFLOP/s: float32 {pk['start']['float32']:.1f} "
+        f"Matmul peak of this machine in this run ({r['options']['peak_n']}², best of 5), GFLOP/s: float32 {pk['start']['float32']:.1f} "
         f"at start / {pk['end']['float32']:.1f} at end; bf16 {pk['start']['bfloat16']:.1f} / "
         f"{pk['end']['bfloat16']:.1f}.", "",
         f"{o['repeats']} timed rounds; in each round every method runs once, in turn (round-robin), after one "
-        "warm-up run of each (none for runs estimated over 10 s). Median and min–max of the runs. "
+        "untimed warm-up run of each (model@N: model@1's). Median and min–max of the runs. "
         "`vs model@1`: ratio to the default 1-step path at the same size. MACs: multiply-accumulates of the "
         "convolutions and linear layers per output pixel, counted from the layers' shapes for the input as run "
         "(tile overlaps included); GFLOP/s = 2 x MACs / median, with the share of the matmul peak of the same "
@@ -385,7 +386,7 @@ def _markdown(r: dict) -> str:
         md_table(["LR size", "method", "dtype", "median s", "min–max s", "vs model@1", "output MP/s",
                   "MACs / out px", "GFLOP/s (of peak)", "peak MB"], rows), "",
         "## Goal: default path vs Real-ESRGAN general-x4v3", "",
-        md_table(["LR size", "general-x4v3 time / model@1 time", "goal", ""], goal) if goal
+        md_table(["LR size", "general-x4v3 time / model@1 time", "goal", "result"], goal) if goal
         else "(general-x4v3 not run: its weights are missing or --peers excluded it)", "",
         "## Memory with growing images (1 step)", "",
         "Image buffers: LR input, bicubic upsample, output, blend accumulator and the noise latent (float32); "

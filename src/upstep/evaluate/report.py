@@ -23,7 +23,10 @@ def machine() -> dict:
 
 def provenance(command: list[str] | None = None) -> dict:
     cmd = command if command is not None else sys.argv
-    return {"command": " ".join(["upstep" if i == 0 and a.endswith("upstep") else a for i, a in enumerate(cmd)]),
+
+    def shown(i: int, a: str) -> str:  # the console script or `python -m upstep.cli`: both are `upstep`
+        return "upstep" if i == 0 and (a.endswith("upstep") or a.endswith("upstep/cli.py")) else a
+    return {"command": " ".join(shown(i, a) for i, a in enumerate(cmd)),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine()}
 
