@@ -71,7 +71,7 @@ class TiledUpscaler:
                  tile: int | str = "auto", overlap: int = 16, tile_batch: int = 4,
                  channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX):
         self.device = torch.device(device)
-        # channels_last (NHWC) lets oneDNN run its fastest CPU convolutions (measured: issue 13)
+        # channels_last (NHWC) lets oneDNN pick its faster CPU convolutions (`upstep bench`: float32 vs float32, NCHW)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=fmt).eval()
