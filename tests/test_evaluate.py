@@ -110,6 +110,12 @@ def test_mac_counter_counts_conv_and_linear_from_shapes():
     with MacCounter() as mc:
         net(torch.zeros(2, 3, 5, 6))
     assert mc.macs == 2 * (30 * 8 * 3 * 9 + 30 * 8 * 2 * 9 + 10 * 240)
+    from diffusers.models.attention_processor import Attention
+
+    attn = Attention(16, heads=2, dim_head=8)  # self-attention on 5 tokens
+    with MacCounter() as mc:
+        attn(torch.zeros(3, 5, 16))
+    assert mc.macs == 3 * (4 * 5 * 16 * 16 + 2 * 5 * 5 * 16)  # q, k, v, out projections + QK^T and AV
 
 
 def test_bench_writes_results(tmp_path, capsys):

@@ -11,7 +11,8 @@ Timing (what makes the numbers checkable):
   the previous size x the area ratio) exceeds ``--budget-s`` is recorded as skipped, never
   extrapolated into a number.
 * each torch model's multiply-accumulates are counted from its layers' shapes (forward hooks on
-  every Conv2d / ConvTranspose2d / Linear call, during the untimed run) for the input as run —
+  every Conv2d / ConvTranspose2d / Linear call and the attention products, during the untimed
+  run) for the input as run —
   tile overlaps included — so ``GFLOP/s = 2 x MACs / median s`` can be set against a float32 and
   a bf16 matmul peak measured in the same run, at its start and end. A row above its peak is
   flagged implausible. OpenCV peers run outside torch: their MACs are not counted.
@@ -86,8 +87,10 @@ class PeakMemory:
 
 
 class MacCounter:
-    """Counts the multiply-accumulates of every Conv2d / ConvTranspose2d / Linear call in a block
-    (from the layers' shapes; biases, norms and activations are not counted)."""
+    """Counts the multiply-accumulates of every Conv2d / ConvTranspose2d / Linear call in a block,
+    from the layers' shapes, plus the two N x N products of each self-attention call (diffusers
+    ``Attention``: QK^T and AV, 2 N² x inner_dim for N tokens); biases, norms and activations are
+    not counted."""
 
     def __enter__(self):
         self.macs = 0
@@ -102,13 +105,17 @@ class MacCounter:
                           * mod.kernel_size[0] * mod.kernel_size[1])
         elif isinstance(mod, nn.Linear):
             self.macs += out.numel() * mod.in_features
+        elif type(mod).__name__ == "Attention" and hasattr(mod, "inner_dim"):  # the projections are Linear
+            x = inputs[0] if inputs else out
+            tokens = x[0, 0].numel() if x.ndim == 4 else x.shape[1]  # (B, C, H, W) or (B, N, C)
+            self.macs += 2 * x.shape[0] * tokens ** 2 * mod.inner_dim
 
     def __exit__(self, *exc):
         self._handle.remove()
         return False
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """Best GFLOP/s of an n x n matmul in ``dtype`` on the CPU, with torch's current threads."""
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
@@ -354,7 +361,7 @@ def _markdown(r: dict) -> str:
     def gflops(x):
         if "gflops" not in x:
             return "n/a"
-        flag = " (above peak: implausible)" if x.get("implausible") else ""
+        flag = " (above the matmul peak: implausible)" if x.get("implausible") else ""
         return f"{x['gflops']:.1f} ({100 * x['fraction_of_peak']:.0f} %){flag}"
     rows = [[x["size"], x["method"]] + ([x["dtype"], x["median_s"], _spread(x), x["time_vs_model1"], x["mp_per_s"],
                                          f"{x['macs_per_out_px'] / 1e3:.1f} k" if "macs_per_out_px" in x else "n/a",
@@ -374,13 +381,13 @@ def _markdown(r: dict) -> str:
         f"tile {r['tile']})", "",
         provenance_md(r) + (f"; load average {r['load_avg_1min_end']:.2f} at end" if r.get("load_avg_1min_end")
                             is not None else ""), "",
-        f"Matmul peak of this machine in this run ({r['options']['peak_n']}², best of 5), GFLOP/s: float32 {pk['start']['float32']:.1f} "
+        f"Matmul peak of this machine in this run ({r['options']['peak_n']}², best of 10), GFLOP/s: float32 {pk['start']['float32']:.1f} "
         f"at start / {pk['end']['float32']:.1f} at end; bf16 {pk['start']['bfloat16']:.1f} / "
         f"{pk['end']['bfloat16']:.1f}.", "",
         f"{o['repeats']} timed rounds; in each round every method runs once, in turn (round-robin), after one "
         "untimed warm-up run of each (model@N: model@1's). Median and min–max of the runs. "
         "`vs model@1`: ratio to the default 1-step path at the same size. MACs: multiply-accumulates of the "
-        "convolutions and linear layers per output pixel, counted from the layers' shapes for the input as run "
+        "convolutions, linear layers and attention products per output pixel, counted from the layers' shapes for the input as run "
         "(tile overlaps included); GFLOP/s = 2 x MACs / median, with the share of the matmul peak of the same "
         "dtype. Peak memory: what one call adds, in a fresh process (RSS on CPU).", "",
         md_table(["LR size", "method", "dtype", "median s", "min–max s", "vs model@1", "output MP/s",
