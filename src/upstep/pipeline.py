@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from upstep.colorfix import COLORFIX
 
-# Output pixels per network call when tiling is automatic: 1024² (a 256² input at x4) needs about
-# 350 MB of working memory for default-x4 in float32 (untiled rows of docs/results/bench).
+# Output pixels per network call when tiling is automatic: 1024² (a 256² input at x4) needed about
+# 350 MB of working memory for default-x4 in float32 (the 2026-11-24 bench); the memory rows of
+# `upstep bench` measure it for the current default path.
 AUTO_TILE_PX = 1024 * 1024
 
 
