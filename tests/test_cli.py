@@ -75,3 +75,57 @@ def test_scale_mismatch_is_reported(tmp_path, model_dir, capsys):
     _rand("RGB").save(tmp_path / "a.png")
     assert main(["upscale", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model_dir)]) == 2
     assert "x4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opts, says", [
+    (["--tile", "-5"], "--tile"), (["--tile", "0"], "--tile"), (["--tile", "big"], "--tile"),
+    (["--tile", "32", "--overlap", "32"], "--overlap"), (["--overlap", "-1"], "--overlap"),
+    (["--steps", "0"], "--steps"), (["--quality", "101"], "--quality"),
+    (["--format", "jpg", "-o", "x.png"], "--format"),
+])
+def test_invalid_option_values_exit_2_with_one_line(tmp_path, model_dir, capsys, opts, says):
+    _rand("RGB").save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "--model", str(model_dir), "--no-progress"]
+    if "-o" not in opts:
+        args += ["-o", str(tmp_path / "out.png")]
+    assert main(args + opts) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and says in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_missing_input_is_reported_even_when_the_output_exists(tmp_path, model_dir, capsys):
+    (tmp_path / "t.png").write_bytes(b"old")
+    assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "t.png"), "--model", str(model_dir),
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "nope.png: input file not found" in err and "exists" not in err
+    assert err.count("nope.png") == 1
+
+
+def test_format_and_quality_pick_the_encoder(tmp_path, model_dir):
+    _rand("RGB", size=(32, 24)).save(tmp_path / "a.png")
+    sizes = {}
+    for fmt, q in (("jpg", 30), ("jpg", 95), ("webp", 50), ("tiff", 95), ("png", 95)):
+        out = tmp_path / f"o_{fmt}_{q}"
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(out), "--model", str(model_dir),
+                     "--format", fmt, "--quality", str(q), "--no-progress"]) == 0
+        (f,) = out.iterdir()
+        assert Image.open(f).format == {"jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "png": "PNG"}[fmt]
+        sizes[fmt, q] = f.stat().st_size
+    assert sizes["jpg", 30] < sizes["jpg", 95]  # --quality reaches the encoder
+
+
+def test_upscale_keeps_icc_and_exif(tmp_path, model_dir):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 8, "Maker"
+    _rand("RGB").save(tmp_path / "a.jpg", icc_profile=icc, exif=exif)
+    assert main(["upscale", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o.jpg"), "--model", str(model_dir),
+                 "--no-progress"]) == 0
+    out = Image.open(tmp_path / "o.jpg")
+    assert out.size == (64, 80)  # turned upright (orientation 8), then x4
+    assert out.info["icc_profile"] == icc
+    assert out.getexif()[0x010F] == "Maker" and out.getexif()[0x0112] == 1

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import make_tiny_model
 from upstep.cli import main
 from upstep.degrade import bicubic
-from upstep.evaluate.bench import PeakMemory
+from upstep.evaluate.bench import VARIANTS, MacCounter, PeakMemory
 from upstep.evaluate.sets import open_set
 from upstep.metrics import available_metrics
 from upstep.model import save_model
@@ -121,19 +121,45 @@ def test_peak_memory_sees_an_allocation():
     assert pm.peak > 200 * 2**20
 
 
+def test_mac_counter_counts_conv_and_linear_from_shapes():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=4),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 5 * 6, 10))
+    with MacCounter() as mc:
+        net(torch.zeros(2, 3, 5, 6))
+    assert mc.macs == 2 * (30 * 8 * 3 * 9 + 30 * 8 * 2 * 9 + 10 * 240)
+    from diffusers.models.attention_processor import Attention
+
+    attn = Attention(16, heads=2, dim_head=8)  # self-attention on 5 tokens
+    with MacCounter() as mc:
+        attn(torch.zeros(3, 5, 16))
+    assert mc.macs == 3 * (4 * 5 * 16 * 16 + 2 * 5 * 5 * 16)  # q, k, v, out projections + QK^T and AV
+
+
 def test_bench_writes_results(tmp_path, capsys):
     model = save_model(make_tiny_model(), tmp_path / "model")
     out = tmp_path / "bench"
     assert main(["bench", "--model", str(model), "--sizes", "32", "--steps", "1,2", "--memory-sizes", "32",
-                 "--repeats", "2", "--peers", "none", "--out", str(out)]) == 0
+                 "--repeats", "2", "--peers", "none", "--no-row-memory", "--peak-n", "256", "--out", str(out)]) == 0
     r = json.loads((out / "bench.json").read_text())
-    methods = {(x["size"], x["method"]) for x in r["latency"]}
-    assert methods == {(32, m) for m in ("model@1", "model@2", "bicubic")}
-    row = next(x for x in r["latency"] if x["method"] == "model@1" and x["size"] == 32)
-    assert row["time_vs_model1"] == 1.0 and len(row["runs_s"]) == 2
-    assert {x["tiled"] for x in r["memory"]} == {True, False}
-    assert all(x["peak_mem_mb"] > 0 for x in r["latency"] + r["memory"])  # measured in fresh processes
-    assert (out / "bench.md").is_file() and (out / "bench.png").is_file()
+    methods = [x["method"] for x in r["latency"]]
+    assert set(methods) == {"model@1", "model@2", "bicubic"} | {f"model@1 {v}" for v in VARIANTS}
+    row = {x["method"]: x for x in r["latency"]}
+    assert row["model@1"]["time_vs_model1"] == 1.0 and len(row["model@1"]["runs_s"]) == 2
+    assert row["model@1"]["min_s"] <= row["model@1"]["median_s"] <= row["model@1"]["max_s"]
+    # two steps run the U-Net twice; the MACs come from the layers' shapes
+    assert row["model@2"]["macs"] == 2 * row["model@1"]["macs"] > 0
+    assert row["model@1"]["gflops"] == pytest.approx(2 * row["model@1"]["macs"] / row["model@1"]["median_s"] / 1e9)
+    assert all(r["matmul_peak_gflops"][w][d] > 0 for w in ("start", "end") for d in ("float32", "bfloat16"))
+    assert {x["pipeline"] for x in r["memory"]} == {"auto tile", "untiled"}
+    assert all(x["peak_mem_mb"] > 0 for x in r["memory"])  # measured in fresh processes
+    assert "speed_flags" in r["machine"] and "onednn" in r["machine"]
+    md = (out / "bench.md").read_text()
+    assert "round-robin" in md and "GFLOP/s" in md and (out / "bench.png").is_file()
 
 
+def test_bench_quick_preset():
+    from upstep.cli import build_parser
+    from upstep.evaluate.bench import _options
 
+    o = _options(build_parser().parse_args(["bench", "--quick"]))
+    assert o["sizes"] == "128,512" and o["steps"] == "1" and "1024" in o["memory_sizes"]

@@ -167,3 +167,58 @@ def test_batch_goes_on_and_reports_every_failure():
     assert [r for _, r in rep.ok] == [0, 20]
     assert rep.exit_code == 1
     assert "bad 1" in rep.summary() and "bad 3" in rep.summary() and "2 of 4 failed" in rep.summary()
+
+
+def _srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif"])
+def test_icc_exif_and_png_text_are_carried_over(tmp_path, ext):
+    icc = _srgb_icc()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate on display
+    exif[0x010F] = "CameraMaker"  # Make
+    exif.get_ifd(0x8769)[0xA002] = 20  # ExifImageWidth, before rotation
+    src = tmp_path / "in.png"
+    info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+    info.add_text("Description", "a test image")
+    _img("RGB", size=(20, 10)).save(src, icc_profile=icc, exif=exif, pnginfo=info)
+    loaded = uio.read_image(src)
+    assert loaded.size == (10, 20)  # orientation applied
+    big = Image.new("RGB", (40, 80))  # what an x4 upscale would return
+    dst = uio.write_image(big, tmp_path / f"out.{ext}", icc_profile=loaded.icc_profile, exif=loaded.exif,
+                          text=loaded.text)
+    back = Image.open(dst)
+    assert back.info.get("icc_profile") == icc
+    e = back.getexif()
+    assert e.get(0x010F) == "CameraMaker"
+    assert e.get(0x0112) == 1  # applied once, so viewers must not turn it again
+    assert e.get_ifd(0x8769).get(0xA002) == 40  # pixel width of the written image
+    if ext == "png":
+        assert back.text.get("Description") == "a test image"
+
+
+def test_failed_write_names_the_output_not_the_temp_file(tmp_path, monkeypatch):
+    def no_space(self, fp, *a, **k):
+        raise OSError(28, "No space left on device", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    with pytest.raises(uio.ImageWriteError) as e:
+        uio.write_image(_img("RGB"), tmp_path / "o.png")
+    msg = str(e.value)
+    assert msg == f"{tmp_path / 'o.png'}: could not write (No space left on device)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_report_names_each_file_once(tmp_path):
+    def fn(p):
+        uio.read_image(p)
+
+    bad = tmp_path / "x.png"
+    bad.write_text("not an image")
+    summary = uio.run_batch([bad, tmp_path / "gone.png"], fn, progress=False).summary()
+    assert summary.count("x.png") == 1 and summary.count("gone.png") == 1
+    assert "gone.png: input file not found" in summary

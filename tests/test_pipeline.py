@@ -181,3 +181,52 @@ def test_progress_callback_counts_every_tile():
     seen = []
     TiledUpscaler(model, tile=8, overlap=2, tile_batch=5).upscale(lr, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(5, 24), (10, 24), (12, 24), (17, 24), (22, 24), (24, 24)]
+
+
+def test_auto_tile_runs_a_256_input_whole_and_bounds_bigger_ones():
+    up = TiledUpscaler(make_tiny_model(), tile="auto")  # x4: a 256² input is a 1024² output
+    assert up.tile_shape(1024, 1024) == (1024, 1024)  # one tile, not a 3x3 grid
+    for hw in ((2048, 2048), (4096, 4096), (4096, 512), (600, 8000)):
+        th, tw = up.tile_shape(*hw)
+        assert th * tw <= up.auto_tile_px and th % up.multiple == 0 and tw % up.multiple == 0
+        assert th >= min(hw[0], 512) and tw >= min(hw[1], 512)  # balanced: no thin slivers
+    assert up.tile_shape(4096, 512)[1] == 512  # a wide strip keeps its whole short side
+    assert TiledUpscaler(make_tiny_model(), tile=128).tile_shape(1024, 1024) == (512, 512)  # --tile overrides
+
+
+def test_auto_tiles_cover_the_image_exactly():
+    # a small budget forces several uneven tiles; with a pointwise network they must agree
+    # with the untiled run (blending, coverage of the borders, noise slicing)
+    model = make_tiny_model(zero_out=True)
+    lr = torch.rand(1, 3, 37, 61, generator=torch.Generator().manual_seed(4))
+    whole = TiledUpscaler(model, tile=256).upscale(lr, seed=2)
+    small = TiledUpscaler(model, tile="auto", overlap=4, auto_tile_px=64 * 64)
+    assert small.tile_shape(152, 248) != (152, 248)
+    assert torch.allclose(small.upscale(lr, seed=2), whole, atol=1e-5)
+
+
+def test_bf16_autocast_stays_close_to_float32():
+    model = make_tiny_model()
+    lr = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    ref = TiledUpscaler(model, dtype=torch.float32, channels_last=False).upscale(lr, seed=0)
+    fast = TiledUpscaler(model, dtype=torch.bfloat16, channels_last=True).upscale(lr, seed=0)
+    err = (fast - ref).abs()
+    assert not torch.equal(fast, ref)  # bf16 really ran
+    assert err.mean() < 1 / 255 and err.max() < 8 / 255  # 8-bit outputs barely move
+
+
+def test_auto_dtype_follows_the_cpu_flags(monkeypatch):
+    from upstep import hardware
+    from upstep.api import pick_dtype
+    from upstep.errors import UpstepError
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", frozenset({"avx2", "avx512f"})))
+    assert pick_dtype("auto", cpu) == torch.float32  # bf16 would be emulated: slower
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", frozenset({"avx512f", "avx512_bf16"})))
+    assert pick_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", frozenset({"amx_tile", "amx_bf16"})))
+    assert pick_dtype("auto", cpu) == torch.bfloat16
+    assert pick_dtype("float32", cpu) == torch.float32
+    with pytest.raises(UpstepError, match="float16"):
+        pick_dtype("float16", cpu)  # never float16 on CPU

@@ -56,17 +56,30 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"``: bf16 autocast on a CPU with native bf16, float32 elsewhere (``upstep.hardware``)."""
+    from upstep.hardware import default_dtype
+
+    if dtype == "auto":
+        return default_dtype(device)
+    if dtype not in DTYPES:
+        raise UpstepError(f"dtype {dtype!r} not supported; use auto or one of {sorted(DTYPES)}")
+    if DTYPES[dtype] == torch.float16 and device.type == "cpu":
+        raise UpstepError("--dtype float16 is for GPUs (CPUs emulate it slowly); on CPU use auto, "
+                          "bfloat16 or float32")
+    return DTYPES[dtype]
+
+
 class Upscaler:
     """A loaded model plus the tiled one-step pipeline, working on PIL images."""
 
-    def __init__(self, model, device: str = "auto", dtype: str = "float32", tile: int = 128,
-                 overlap: int = 16, tile_batch: int = 4):
-        if dtype not in DTYPES:
-            raise UpstepError(f"dtype {dtype!r} not supported; use one of {sorted(DTYPES)}")
+    def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
+                 overlap: int = 16, tile_batch: int = 4, channels_last: bool | None = None):
         self.device = pick_device(device)
         self.model = model
         self.scale = model.scale
-        self.pipeline = TiledUpscaler(model, self.device, DTYPES[dtype], tile, overlap, tile_batch)
+        self.pipeline = TiledUpscaler(model, self.device, pick_dtype(dtype, self.device), tile, overlap, tile_batch,
+                                      channels_last=channels_last)
 
     def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False) -> torch.Tensor:
@@ -96,8 +109,9 @@ class Upscaler:
         return from_model_rgb(out, img, alpha)
 
 
-def load(name_or_path: str | Path = "default-x4", device: str = "auto", dtype: str = "float32",
-         tile: int = 128, overlap: int = 16) -> Upscaler:
-    """Load a shipped model by name or a model folder; returns an ``Upscaler``."""
+def load(name_or_path: str | Path = "default-x4", device: str = "auto", dtype: str = "auto",
+         tile: int | str = "auto", overlap: int = 16, channels_last: bool | None = None) -> Upscaler:
+    """Load a shipped model by name or a model folder; returns an ``Upscaler``. ``dtype="auto"``
+    and ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``."""
     model = load_model(resolve_model(name_or_path))
-    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap)
+    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap, channels_last=channels_last)

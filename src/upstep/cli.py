@@ -13,6 +13,8 @@ from upstep.errors import UpstepError
 
 
 def _add_upscale(sub):
+    from upstep.io import FORMAT_EXTS
+
     p = sub.add_parser("upscale", help="upscale images with ONE diffusion step (default)")
     p.add_argument("inputs", nargs="*", help="image files or folders, or video files (.mp4, .mkv, .webm, ...)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: ./upscaled)")
@@ -21,11 +23,16 @@ def _add_upscale(sub):
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default: the model's own: 1 for the one-step models)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="auto: bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), else float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--colorfix", default="none", choices=("none", "wavelet", "adain"))
-    p.add_argument("--tile", type=int, default=128, help="LR tile size in pixels (memory bound)")
+    p.add_argument("--tile", default="auto",
+                   help="LR tile size in pixels, or auto: the whole image while it fits the memory budget")
     p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles in pixels")
+    p.add_argument("--format", choices=sorted(FORMAT_EXTS), default=None,
+                   help="output format (default: the output name's extension, or the input's in folder mode)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100")
     p.add_argument("--suffix", default="", help="added to output file names in folder mode")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (decompression-bomb guard)")
@@ -37,13 +44,38 @@ def _add_upscale(sub):
     p.set_defaults(func=run_upscale)
 
 
+def check_upscale_args(args) -> None:
+    """Option values argparse cannot check alone; each failure is one line, exit 2."""
+    if args.steps is not None and args.steps < 1:
+        raise UpstepError(f"--steps must be at least 1, got {args.steps}")
+    if args.tile != "auto":
+        try:
+            args.tile = int(args.tile)
+        except ValueError:
+            raise UpstepError(f"--tile must be a number of LR pixels or auto, got {args.tile!r}") from None
+        if args.tile < 1:
+            raise UpstepError(f"--tile must be a positive number of LR pixels (or auto), got {args.tile}")
+    if args.overlap < 0:
+        raise UpstepError(f"--overlap must be 0 or more LR pixels, got {args.overlap}")
+    if args.tile != "auto" and args.overlap >= args.tile:
+        raise UpstepError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
+    if not 1 <= args.quality <= 100:
+        raise UpstepError(f"--quality must be between 1 and 100, got {args.quality}")
+    if args.format and args.output and Path(args.output).suffix and not Path(args.output).is_dir():
+        from upstep.io import FORMAT_EXTS, WRITE_FORMATS
+
+        want = FORMAT_EXTS[args.format]
+        if WRITE_FORMATS.get(Path(args.output).suffix.lower()) != WRITE_FORMATS[want]:
+            raise UpstepError(f"-o {args.output} is not a {want} name but --format {args.format} was asked; "
+                              "make them agree")
+
+
 def run_upscale(args) -> int:
     import upstep.io as uio
     from upstep.api import default_model_for, load
     from upstep.video import is_video, upscale_video
 
-    if args.steps is not None and args.steps < 1:
-        raise UpstepError(f"--steps must be at least 1, got {args.steps}")
+    check_upscale_args(args)
     inputs = list(args.inputs)
     if args.demo:
         inputs.append(str(Path(__file__).parent / "assets" / "sample.png"))
@@ -61,8 +93,12 @@ def run_upscale(args) -> int:
     read_kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
 
     def one(path: Path) -> Path:
-        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix,
-                                   ext=path.suffix.lower() if is_video(path) else None)
+        uio.check_input(path)  # a missing input is reported as such, whatever the output is
+        if is_video(path):
+            ext = path.suffix.lower()
+        else:
+            ext = uio.FORMAT_EXTS[args.format] if args.format else None
+        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext)
         if dest.exists() and not args.overwrite:
             raise uio.OutputExistsError(f"{dest}: exists; pass --overwrite to replace it")
         if is_video(path):
@@ -72,7 +108,8 @@ def run_upscale(args) -> int:
         img = uio.read_image(path, **read_kw)
         result = up.upscale_loaded(img, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
                                    progress=not args.no_progress and len(files) == 1)
-        uio.write_image(result, dest, overwrite=args.overwrite, inputs=files, icc_profile=img.icc_profile)
+        uio.write_image(result, dest, overwrite=args.overwrite, inputs=files, icc_profile=img.icc_profile,
+                        exif=img.exif, text=img.text, quality=args.quality)
         return dest
 
     report = uio.run_batch(files, one, progress=not args.no_progress and len(files) > 1)

@@ -5,9 +5,10 @@
   line that names the file.
 * ``LoadedImage`` keeps what an upscaler must give back: grayscale stays grayscale, alpha is
   kept aside (upscaled separately and put back), 16-bit stays 16-bit where the format allows,
-  the ICC profile is carried over.
+  the ICC profile, EXIF (orientation reset to 1, since it has been applied) and PNG text chunks
+  are carried over.
 * ``write_image``: atomic (temp file + rename), never over an input, never over an existing
-  file unless ``overwrite``.
+  file unless ``overwrite``; writes the metadata the format can hold (EXIF pixel sizes updated).
 * ``run_batch``: goes on past a bad file and reports every failure at the end.
 
 Tensor convention: CHW float32 in [0, 1].
@@ -22,7 +23,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from tqdm import tqdm
 
 from upstep.atomic import atomic_write
@@ -32,6 +33,7 @@ DEFAULT_MAX_PIXELS = int(os.environ.get("UPSTEP_MAX_PIXELS", 64_000_000))
 READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
                  ".tiff": "TIFF", ".bmp": "BMP"}
+FORMAT_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}  # --format choices
 # BT.601 luma, used to turn the model's RGB output back into grayscale
 LUMA = (0.299, 0.587, 0.114)
 
@@ -62,6 +64,8 @@ class LoadedImage:
     path: Path | None = None
     format: str | None = None
     icc_profile: bytes | None = None
+    exif: bytes | None = None  # orientation already applied and reset to 1
+    text: dict[str, str] | None = None  # PNG tEXt/iTXt/zTXt chunks
 
     @property
     def size(self) -> tuple[int, int]:
@@ -73,8 +77,24 @@ def _to_tensor(arr: np.ndarray, maxval: float) -> torch.Tensor:
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
 
 
+def _metadata(im: Image.Image) -> tuple[bytes | None, dict[str, str] | None]:
+    """(EXIF with orientation reset to 1, PNG text chunks) of an opened image."""
+    # a TIFF's "EXIF" is its own layout tags (strips, sizes): not metadata to carry over
+    exif = im.getexif() if im.format != "TIFF" else Image.Exif()
+    if ExifTags.Base.Orientation in exif:
+        exif[ExifTags.Base.Orientation] = 1  # the pixels are turned upright on reading
+    text = {k: v for k, v in getattr(im, "text", {}).items() if isinstance(v, str)} or None
+    return (exif.tobytes() if len(exif) else None), text
+
+
 def loaded_from_pil(im: Image.Image, path: Path | None = None) -> LoadedImage:
     """Normalise any PIL mode to (rgb or gray, alpha, bit depth)."""
+    img = _loaded_pixels(im, path)
+    img.exif, img.text = _metadata(im)
+    return img
+
+
+def _loaded_pixels(im: Image.Image, path: Path | None) -> LoadedImage:
     mode, fmt, icc = im.mode, im.format, im.info.get("icc_profile")
     im = ImageOps.exif_transpose(im)
     if im.mode == "P" or im.mode == "PA":
@@ -102,15 +122,20 @@ def loaded_from_pil(im: Image.Image, path: Path | None = None) -> LoadedImage:
     return LoadedImage(_to_tensor(np.asarray(im), 255.0), None, False, 8, mode, path, fmt, icc)
 
 
-def read_image(path: str | Path, *, max_pixels: int | None = None, min_size: int = 2) -> LoadedImage:
-    path = Path(path)
-    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+def check_input(path: Path) -> None:
+    """The reasons a path cannot be an input image that need no decoding."""
     if not path.exists():
-        raise ImageReadError(f"{path}: file not found")
+        raise ImageReadError(f"{path}: input file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = None, min_size: int = 2) -> LoadedImage:
+    path = Path(path)
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    check_input(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -182,8 +207,20 @@ def check_destination(path: Path, *, overwrite: bool = False, inputs: Iterable =
         raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
 
 
+def _exif_for(img: Image.Image, exif: bytes) -> Image.Exif:
+    """The input's EXIF with the pixel dimensions of the upscaled image."""
+    e = Image.Exif()
+    e.load(exif)
+    sub = e.get_ifd(ExifTags.IFD.Exif)
+    for tag, v in ((ExifTags.Base.ExifImageWidth, img.width), (ExifTags.Base.ExifImageHeight, img.height)):
+        if tag in sub:
+            sub[tag] = v
+    return e
+
+
 def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, inputs: Iterable = (),
-                icc_profile: bytes | None = None, quality: int = 95) -> Path:
+                icc_profile: bytes | None = None, exif: bytes | None = None, text: dict | None = None,
+                quality: int = 95) -> Path:
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_FORMATS:
@@ -198,10 +235,18 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc_profile
+    if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["exif"] = _exif_for(img, exif)
+    if text and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for k, v in text.items():
+            info.add_itxt(k, v)
+        kwargs["pnginfo"] = info
     try:
         atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs), suffix=ext)
-    except (OSError, ValueError) as e:
-        raise ImageWriteError(f"{path}: could not write ({e})") from e
+    except (OSError, ValueError) as e:  # the reason only: the temporary file's name means nothing to users
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ImageWriteError(f"{path}: could not write ({reason})") from e
     return path
 
 
@@ -241,7 +286,9 @@ class BatchReport:
 
     def summary(self) -> str:
         lines = [f"{len(self.failed)} of {len(self.ok) + len(self.failed)} failed:"]
-        lines += [f"  {item}: {reason}" for item, reason in self.failed]
+        # a reason that already starts with the file's name is not prefixed with it again
+        lines += [f"  {reason}" if reason.startswith(f"{item}: ") else f"  {item}: {reason}"
+                  for item, reason in self.failed]
         return "\n".join(lines)
 
 

@@ -12,14 +12,26 @@ size (buffers of the output's own size remain). The starting noise is drawn once
 whole image (one latent per output position) and sliced per tile, so tiled and untiled
 runs see the same noise everywhere. What still differs between them near tile edges is the
 network's context (receptive field, GroupNorm statistics), which the overlap absorbs.
+
+Tile size: ``tile="auto"`` (the default) runs the whole image as one tile when its output fits
+``auto_tile_px`` pixels (the network's memory budget), else the fewest tiles of at most that
+size, balanced so no tile is a thin sliver; an integer ``tile`` (LR pixels) fixes it. Tiles run
+``tile_batch`` at a time only while the batch stays within the same budget.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from upstep.colorfix import COLORFIX
+
+# Output pixels per network call when tiling is automatic: 1024² (a 256² input at x4) needed about
+# 350 MB of working memory for default-x4 in float32 (the 2026-11-24 bench); the memory rows of
+# `upstep bench` measure it for the current default path.
+AUTO_TILE_PX = 1024 * 1024
 
 
 def _positions(length: int, tile: int, stride: int) -> list[int]:
@@ -28,6 +40,15 @@ def _positions(length: int, tile: int, stride: int) -> list[int]:
     pos = list(range(0, length - tile, stride))
     pos.append(length - tile)
     return sorted(set(pos))
+
+
+def _balanced(length: int, max_tile: int, overlap: int, m: int) -> int:
+    """The tile length (a multiple of ``m``) that covers ``length`` with the fewest tiles of at
+    most ``max_tile``, all of about the same size."""
+    if length <= max_tile:
+        return length
+    n = math.ceil((length - overlap) / (max_tile - overlap))
+    return min(length, math.ceil(((length - overlap) / n + overlap) / m) * m)
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
@@ -48,19 +69,46 @@ class TiledUpscaler:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 tile: int = 128, overlap: int = 16, tile_batch: int = 4):
-        self.model = model.to(device=device).eval()
+                 tile: int | str = "auto", overlap: int = 16, tile_batch: int = 4,
+                 channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX):
         self.device = torch.device(device)
+        # channels_last (NHWC) lets oneDNN pick its faster CPU convolutions (`upstep bench`: float32 vs float32, NCHW)
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(device=device, memory_format=fmt).eval()
         self.dtype = dtype
         self.scale = model.scale
         m = model.pixel_multiple  # HR tiles must be multiples of this
-        self.tile_hr = max(m, (tile * self.scale) // m * m)
-        self.overlap_hr = min(overlap * self.scale, self.tile_hr // 2) // m * m
         self.multiple = m
+        self.auto_tile_px = auto_tile_px
+        if tile == "auto":
+            self.tile_hr = None
+            side = max(m, math.isqrt(auto_tile_px) // m * m)
+            self.overlap_hr = min(overlap * self.scale, side // 2) // m * m
+        else:
+            self.tile_hr = max(m, (int(tile) * self.scale) // m * m)
+            self.overlap_hr = min(overlap * self.scale, self.tile_hr // 2) // m * m
         self.tile_batch = tile_batch
+
+    def tile_shape(self, H: int, W: int) -> tuple[int, int]:
+        """HR tile height and width for a (padded) HR image of H x W."""
+        if self.tile_hr is not None:
+            return min(self.tile_hr, H), min(self.tile_hr, W)
+        budget, m, ov = self.auto_tile_px, self.multiple, self.overlap_hr
+        if H * W <= budget:
+            return H, W
+        side = max(m, math.isqrt(budget) // m * m)
+        max_h = max_w = side
+        if H <= side:  # a wide strip: whole height, as wide as the budget allows
+            max_h, max_w = H, max(side, budget // H // m * m)
+        elif W <= side:
+            max_h, max_w = max(side, budget // W // m * m), W
+        return _balanced(H, max_h, ov, m), _balanced(W, max_w, ov, m)
 
     def _run(self, up_tiles: torch.Tensor, noise: torch.Tensor, steps: int) -> torch.Tensor:
         x = up_tiles.to(self.device) * 2 - 1
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         autocast = self.dtype in (torch.bfloat16, torch.float16)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
             y = self.model.upscale_upsampled(x, steps=steps, noise=noise.to(self.device))
@@ -84,10 +132,11 @@ class TiledUpscaler:
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(n, self.model.unet.latent_channels, H // f, W // f, generator=g)
 
-        tile, ov = self.tile_hr, self.overlap_hr
-        stride = max(m, tile - ov)
-        th, tw = min(tile, H), min(tile, W)
-        ys, xs = _positions(H, th, stride), _positions(W, tw, stride)
+        ov = self.overlap_hr
+        th, tw = self.tile_shape(H, W)
+        ys, xs = _positions(H, th, max(m, th - ov)), _positions(W, tw, max(m, tw - ov))
+        batch = self.tile_batch if self.tile_hr is not None else max(1, min(self.tile_batch,
+                                                                          self.auto_tile_px // (th * tw)))
         out = torch.zeros(n, c, H, W)
         weight = torch.zeros(1, 1, H, W)
         jobs = [(y, x) for y in ys for x in xs]
@@ -95,8 +144,8 @@ class TiledUpscaler:
         report = progress if callable(progress) else None
         bar = tqdm(total=len(jobs) * n, desc="tiles", disable=report is not None or not progress or len(jobs) * n < 2)
         for b in range(n):
-            for i in range(0, len(jobs), self.tile_batch):
-                chunk = jobs[i:i + self.tile_batch]
+            for i in range(0, len(jobs), batch):
+                chunk = jobs[i:i + batch]
                 up_t = torch.stack([up[b, :, y:y + th, x:x + tw] for y, x in chunk])
                 nz = torch.stack([noise[b, :, y // f:(y + th) // f, x // f:(x + tw) // f] for y, x in chunk])
                 hr_t = self._run(up_t, nz, steps)

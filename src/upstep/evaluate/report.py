@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -14,15 +13,9 @@ from upstep.atomic import atomic_write
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from upstep.hardware import describe
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), **describe()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -30,7 +23,10 @@ def machine() -> dict:
 
 def provenance(command: list[str] | None = None) -> dict:
     cmd = command if command is not None else sys.argv
-    return {"command": " ".join(["upstep" if i == 0 and a.endswith("upstep") else a for i, a in enumerate(cmd)]),
+
+    def shown(i: int, a: str) -> str:  # the console script or `python -m upstep.cli`: both are `upstep`
+        return "upstep" if i == 0 and (a.endswith("upstep") or a.endswith("upstep/cli.py")) else a
+    return {"command": " ".join(shown(i, a) for i, a in enumerate(cmd)),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine()}
 
@@ -52,6 +48,9 @@ def md_table(header: list[str], rows: list[list]) -> str:
 
 def provenance_md(prov: dict) -> str:
     m = prov["machine"]
-    where = m.get("gpu") or m.get("cpu", m["platform"])
-    return (f"Command: `{prov['command']}`  \nDate: {prov['date']}  \n"
-            f"Machine: {where}, {m['cpu_count']} CPU cores, torch {m['torch']}")
+    where = m.get("gpu") or m.get("cpu") or m["platform"]
+    extra = "".join([f" ({m['torch_threads']} torch threads)" if "torch_threads" in m else "",
+                     f", flags {' '.join(m['speed_flags'])}" if m.get("speed_flags") else "",
+                     f", torch {m['torch']}", f", oneDNN {m['onednn']}" if m.get("onednn") else "",
+                     f", load average {m['load_avg_1min']:.2f} at start" if "load_avg_1min" in m else ""])
+    return f"Command: `{prov['command']}`  \nDate: {prov['date']}  \nMachine: {where}, {m['cpu_count']} CPU cores{extra}"

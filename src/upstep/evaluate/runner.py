@@ -73,7 +73,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
              command: list[str] | None = None) -> dict:
     from upstep.api import load
 
-    up = load(model_name, device=device)
+    up = load(model_name, device=device, dtype="float32")  # reference numbers: the same on every CPU
     scale = up.scale
     ok, missing = available_metrics(weights_dir)
     metrics = [m for m in (metrics or ok)]
