@@ -311,7 +311,8 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
         return
     sets = args.sets
     tuned = {a: r["model"] for a, r in results.items() if "+" in a}
-    recon = (decoder_reconstruction({"autoencoder (original decoder)": Path(results["direct_x4"]["model"]),
+    base = next(a for a in results if "+" not in a)  # every arm shares the frozen autoencoder
+    recon = (decoder_reconstruction({"autoencoder (original decoder)": Path(results[base]["model"]),
                                      **{a: Path(f) for a, f in tuned.items()}}, sets) if tuned else {})
     summary = {"budget_B": args.budget, "seed": args.seed, "weighting": weighting(args.omega_max),
                "latent_scaling": scaling, "autoencoder": args.autoencoder,
@@ -532,9 +533,18 @@ def plot_sweep(summary: dict, sets: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _cell(results: dict, arm: str, s: str, steps: int = 1) -> list:
-    m = results[arm]["sets"][s]["methods"][f"model@{steps}"]
-    return [m["psnr"], m["ssim"], m["lpips"]]
+def _cols(results: dict) -> list[str]:
+    return ["psnr", "ssim", "lpips"] + (["fid"] if any(r.get("fid") for r in results.values()) else [])
+
+
+def _header(results: dict, s: str) -> list[str]:
+    names = {"psnr": "PSNR-Y ↑", "ssim": "SSIM-Y ↑", "lpips": "LPIPS ↓"}
+    return [names.get(c) or f"{_fid_label(next(iter(results.values())), s)} ↓" for c in _cols(results)]
+
+
+def _cell(results: dict, arm: str, s: str, steps: int = 1, method: str | None = None) -> list:
+    m = results[arm]["sets"][s]["methods"][method or f"model@{steps}"]
+    return [m.get(c, float("nan")) for c in _cols(results)]
 
 
 def table4(results: dict, sets: list[str], decoder_steps: int, gan_weights: list[float]) -> list[str]:
@@ -545,14 +555,13 @@ def table4(results: dict, sets: list[str], decoder_steps: int, gan_weights: list
              "one-step latents, U-Net and encoder frozen.", ""]
     for s in sets:
         rows = []
-        for scale in (4, 8):
+        for scale in sorted({r["scale"] for r in results.values()}):
             for dist, arm in (("no", f"direct_x{scale}"), ("yes", f"distilled_x{scale}")):
                 rows.append([f"x{scale}", dist, "original", *_cell(results, arm, s)])
                 for w in gan_weights:
                     rows.append([f"x{scale}", dist, f"fine-tuned, GAN weight {w:g}", *_cell(results, ft_name(arm, w), s)])
-            bic = results[f"direct_x{scale}"]["sets"][s]["methods"]["bicubic"]
-            rows.append([f"x{scale}", "bicubic", "-", bic["psnr"], bic["ssim"], bic["lpips"]])
-        lines += [f"### {s}", "", md_table(["scale", "distillation", "decoder", "PSNR-Y ↑", "SSIM-Y ↑", "LPIPS ↓"], rows), ""]
+            rows.append([f"x{scale}", "bicubic", "-", *_cell(results, f"direct_x{scale}", s, method="bicubic")])
+        lines += [f"### {s}", "", md_table(["scale", "distillation", "decoder", *_header(results, s)], rows), ""]
     return lines
 
 
@@ -561,12 +570,12 @@ def headline_table(results: dict, sets: list[str], many: int) -> list[str]:
     lines = [f"## Headline: 1 step (distilled + fine-tuned decoder) vs the standard model at {many} steps", ""]
     for s in sets:
         rows = []
-        for scale in (4, 8):
+        for scale in sorted({r["scale"] for r in results.values()}):
             for arm in [a for a in results if a.startswith(f"distilled_x{scale}")]:
                 rows.append([f"x{scale}", arm, 1, *_cell(results, arm, s)])
             for n in (1, many):
                 rows.append([f"x{scale}", f"direct_x{scale}", n, *_cell(results, f"direct_x{scale}", s, n)])
-        lines += [f"### {s}", "", md_table(["scale", "model", "steps", "PSNR-Y ↑", "SSIM-Y ↑", "LPIPS ↓"], rows), ""]
+        lines += [f"### {s}", "", md_table(["scale", "model", "steps", *_header(results, s)], rows), ""]
     return lines
 
 

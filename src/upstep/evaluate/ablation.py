@@ -84,8 +84,8 @@ def mean_and_range(values: list[float]) -> dict:
 
 
 def fmt_mean_range(r: dict, digits: int = 3) -> str:
-    """'0.412' for one seed, '0.412 (0.405–0.419)' for several; 'n/a' for none."""
+    """'0.412' for one seed (or identical values), '0.412 (0.405–0.419)' for several; 'n/a' for none."""
     if not r["n"]:
         return "n/a"
     f = f"{{:.{digits}f}}"
-    return f.format(r["mean"]) if r["n"] == 1 else f"{f.format(r['mean'])} ({f.format(r['min'])}–{f.format(r['max'])})"
+    return f.format(r["mean"]) if r["n"] == 1 or r["min"] == r["max"] else f"{f.format(r['mean'])} ({f.format(r['min'])}–{f.format(r['max'])})"
