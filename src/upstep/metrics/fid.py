@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def _verified_inception(path: str) -> torch.jit.ScriptModule:
     if digest != SHA256:
         raise MetricUnavailable(f"FID unavailable: {path} has SHA-256 {digest}, not the {WHEEL} file "
                                 f"({SHA256}); reinstall the wheel")
-    return torch.jit.load(path, map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch 2.9+ calls TorchScript deprecated; the file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(path, map_location="cpu").eval()
 
 
 def load_inception(device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
