@@ -149,7 +149,7 @@ def decoder_finetune_arms(arms: list[Arm], steps: int, runs: Path, disc_weights:
     return tuned
 
 
-def decoder_reconstruction(folders: dict[str, Path], sets: list[str]) -> dict[str, dict[str, float]]:
+def decoder_reconstruction(folders: dict[str, Path], sets: list[str], limit: int = 0) -> dict[str, dict[str, float]]:
     """Control for Table 4: PSNR-Y of decode(encode(HR)) with each model's decoder. A fine-tuned
     decoder that also reconstructs real HR latents much better gained from extra decoder training
     in general, not (only) from adapting to the U-Net's one-step latents."""
@@ -165,7 +165,7 @@ def decoder_reconstruction(folders: dict[str, Path], sets: list[str]) -> dict[st
         out[name] = {}
         for s in sets:
             bset, vals = open_set(s), []
-            for item in bset.items:
+            for item in bset.items[:limit] if limit else bset.items:
                 _, hr = bset.load(item, ae.factor)
                 with torch.no_grad():
                     rec = (ae.decode(ae.encode(hr * 2 - 1)).clamp(-1, 1) + 1) / 2
@@ -313,7 +313,7 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
     tuned = {a: r["model"] for a, r in results.items() if "+" in a}
     base = next(a for a in results if "+" not in a)  # every arm shares the frozen autoencoder
     recon = (decoder_reconstruction({"autoencoder (original decoder)": Path(results[base]["model"]),
-                                     **{a: Path(f) for a, f in tuned.items()}}, sets) if tuned else {})
+                                     **{a: Path(f) for a, f in tuned.items()}}, sets, args.limit) if tuned else {})
     summary = {"budget_B": args.budget, "seed": args.seed, "weighting": weighting(args.omega_max),
                "latent_scaling": scaling, "autoencoder": args.autoencoder,
                "decoder_steps": args.decoder_steps, "decoder_reconstruction_psnr_y": recon,
