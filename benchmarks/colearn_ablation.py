@@ -11,11 +11,12 @@ latent, U-Net [32, 64, 64] / 1 layer per block / 8 norm groups, trained on the w
 with cosine decay, bf16 autocast, ``--teacher-steps`` optimiser steps.
 
 Student arms (recipe ``colearn``), each initialised from that teacher and trained for the same
-``--student-steps`` with the same seed, data, batch, crop and lr; every arm keeps eq. 7's
-L_denoise term (ResShift's x_0 loss at t = T on the real pair; ``--no-denoise`` drops it from
-ALL arms) and differs only in the w_t-weighted paths:
+``--student-steps`` with the same data, batch, crop and lr, once per ``--seeds`` seed; arms 1-5
+keep eq. 7's L_denoise term (ResShift's x_0 loss at t = T on the real pair; ``--no-denoise``
+drops it from them) and differ only in the w_t-weighted paths:
 
-    1_distill           L_distill                                  (SinSR-style distillation)
+    0_distill_pure      L_distill alone, no L_denoise              (pure distillation, SinSR)
+    1_distill           L_distill                                  (+ L_denoise, as in every arm below)
     2_distill_hr        L_distill + L_H^G      (HR discriminator D_H)
     3_distill_lr_conv   L_distill + L_L^G      (conv downsampler G + LR discriminator D_L)
     4_all_conv          L_distill + L_H^G + L_L^G, conv G
@@ -25,24 +26,29 @@ Small discriminators: D_H projected, feature stages [16, 32, 64] (trained from s
 paper's D_H reads a pretrained feature network, none is available offline); D_L PatchGAN 16
 channels, 2 downsamplings; conv G 16 channels.
 
+Seeds: the teacher is trained once (``--seed``); each student arm is trained once per seed in
+``--seeds`` (runs ``runs/colearn_ablation/seed{s}/<arm>``) and the tables give the mean over seeds
+with the (min–max) range.
+
 Evaluation (one-step exported models and bicubic; teacher at 15 and at 1 step): ``realset65``
 (LR only: NIQE) and ``imagenet_valsr_resshift`` (PSNR-Y, SSIM-Y, LPIPS-alex, NIQE), same seed
 for the x_T noise everywhere. Table III is the median wall time of one optimiser step of each
-run, from the run's ``log.jsonl`` (intervals between logged steps; intervals holding a
+run of the first seed, from the run's ``log.jsonl`` (intervals between logged steps; intervals holding a
 validation pass or crossing a resume are left out) — all runs on the same machine in the same
-invocation unless resumed. Training runs live in ``runs/colearn_ablation/<arm>`` and resume;
-evaluation records resume too (and are discarded when the model they measured changed).
+invocation unless resumed. Training runs resume; evaluation records resume too (and are
+discarded when the model they measured changed): ``upstep.evaluate.ablation``.
 Writes ``docs/results/colearn/{results.json,results.md,table4.png}`` (``--out``).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import statistics
 import sys
 from pathlib import Path
+
+from upstep.evaluate.ablation import Arm, fmt_mean_range, mean_and_range, run_arms, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "colearn"
@@ -69,13 +75,14 @@ COLEARN = {"use_distill": True, "use_denoise": True, "denoise_t": "terminal", "w
            "hr_disc": {"channels": [16, 32, 64]}, "lr_disc": {"channels": 16, "n_down": 2},
            "conv_downsampler": {"channels": 16}}
 ARMS = {
+    "0_distill_pure": {"use_hr_disc": False, "use_lr_disc": False, "use_denoise": False},
     "1_distill": {"use_hr_disc": False, "use_lr_disc": False},
     "2_distill_hr": {"use_hr_disc": True, "use_lr_disc": False},
     "3_distill_lr_conv": {"use_hr_disc": False, "use_lr_disc": True, "downsampler": "conv"},
     "4_all_conv": {"use_hr_disc": True, "use_lr_disc": True, "downsampler": "conv"},
     "5_all_diffusion": {"use_hr_disc": True, "use_lr_disc": True, "downsampler": "diffusion"},
 }
-ARM_LABEL = {"1_distill": "distill", "2_distill_hr": "distill + D_H", "3_distill_lr_conv": "distill + D_L (conv G)",
+ARM_LABEL = {"0_distill_pure": "distill only (no L_denoise)", "1_distill": "distill", "2_distill_hr": "distill + D_H", "3_distill_lr_conv": "distill + D_L (conv G)",
              "4_all_conv": "all three, conv G", "5_all_diffusion": "all three, diffusion G"}
 
 
@@ -92,26 +99,12 @@ def teacher_config(args) -> dict:
             "train": _train_cfg(args.teacher_steps, args)}
 
 
-def arm_config(arm: str, teacher: Path, args) -> dict:
-    c = {**copy.deepcopy(COLEARN), **ARMS[arm], "use_denoise": not args.no_denoise}
+def arm_config(arm: str, teacher: Path, args, seed: int) -> dict:
+    c = {**copy.deepcopy(COLEARN), "use_denoise": not args.no_denoise, **ARMS[arm]}
     t = _train_cfg(args.student_steps, args)
     t["lr"] = args.student_lr
-    return {"name": arm, "recipe": "colearn", "seed": args.seed, "teacher": str(teacher.resolve()),
+    return {"name": arm, "recipe": "colearn", "seed": seed, "teacher": str(teacher.resolve()),
             "data": {**DATA, "crop": args.crop}, "colearn": c, "train": t}
-
-
-def run(cfg: dict, run_dir: Path) -> Path:
-    """Train (or resume, or reuse) ``cfg`` in ``run_dir``; refuses a run dir made by another config."""
-    from upstep.train.loop import train
-
-    saved = run_dir / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(cfg)):
-        raise SystemExit(f"{run_dir} was trained with a different config (budget, crop, batch...); "
-                         "pass another --runs folder or delete it")
-    if not (run_dir / "model" / "model.safetensors").is_file():
-        print(f"training {cfg['name']} ({cfg['train']['steps']} steps) in {run_dir}", flush=True)
-        train(cfg, run_dir, progress=False)
-    return run_dir / "model"
 
 
 def timed(cfg: dict, steps: int) -> dict:
@@ -126,23 +119,6 @@ def timed(cfg: dict, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         train(c, Path(d), progress=False)
         return seconds_per_iteration(Path(d) / "log.jsonl")
-
-
-def _sha1(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def evaluate_model(folder: Path, steps: list[int], out: Path, args) -> dict:
-    """``upstep.evaluate.runner.evaluate`` with its resumable records, restarted when the model changed."""
-    from upstep.evaluate.runner import evaluate
-
-    stamp, digest = out / "model_sha1.txt", _sha1(folder / "model.safetensors")
-    fresh = not stamp.is_file() or stamp.read_text().strip() != digest
-    out.mkdir(parents=True, exist_ok=True)
-    res = evaluate(str(folder), args.sets, steps, out, peers="none", limit=args.limit, metrics=METRICS,
-                   fresh=fresh, progress=False, command=["(colearn_ablation)"])
-    stamp.write_text(digest + "\n")
-    return res
 
 
 def seconds_per_iteration(log_path: Path) -> dict:
@@ -208,8 +184,10 @@ def main() -> None:
     ap.add_argument("--student-lr", type=float, default=2e-4, help="lr of the students, G and the discriminators")
     ap.add_argument("--crop", type=int, default=96, help="HR crop, px (teacher and students)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-denoise", action="store_true", help="drop eq. 7's L_denoise from every arm")
+    ap.add_argument("--seed", type=int, default=0, help="teacher seed (and the students' when --seeds is empty)")
+    ap.add_argument("--seeds", default="", help="comma list of student seeds, e.g. 0,1: every arm once per seed; "
+                    "tables give the mean and (min–max) range")
+    ap.add_argument("--no-denoise", action="store_true", help="drop eq. 7's L_denoise from arms 1-5 too")
     ap.add_argument("--sets", default=SETS)
     ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -222,83 +200,101 @@ def main() -> None:
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     command = ["python", "benchmarks/colearn_ablation.py", *sys.argv[1:]]
 
-    # ---- training: the teacher, then the five arms from it --------------------------------
+    # ---- training and evaluation: the teacher, then every arm from it, per seed ------------
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()] if args.seeds else [args.seed]
+    eval_kw = {"sets": args.sets, "metrics": METRICS, "limit": args.limit, "command": ["(colearn_ablation)"]}
     tcfg = teacher_config(args)
-    teacher = run(tcfg, RUNS / "teacher")
-    cfgs = {arm: arm_config(arm, teacher, args) for arm in ARMS}
-    models = {arm: run(cfg, RUNS / arm) for arm, cfg in cfgs.items()}
+    teacher = train_run(tcfg, RUNS / "teacher")
+    cfgs = {(arm, sd): arm_config(arm, teacher, args, sd) for sd in seeds for arm in ARMS}
+    evals: dict = {}
+    for sd in seeds:
+        arms = [Arm(a, lambda c=cfgs[(a, sd)], sd=sd: train_run(c, RUNS / f"seed{sd}" / c["name"]), [1]) for a in ARMS]
+        for a, r in run_arms(arms, OUT / f"seed{sd}", **eval_kw).items():
+            evals[(a, sd)] = r
+    teacher_eval = run_arms([Arm("teacher", lambda: teacher, [1, T_STEPS])], OUT, **eval_kw)["teacher"]
 
-    # ---- Table III: seconds per training iteration -----------------------------------------
+    # ---- Table III: seconds per training iteration (first seed) ----------------------------
+    first = seeds[0]
     if args.timing_steps:
         speed = {"teacher": {**timed(tcfg, args.timing_steps), "params_M": trained_params(tcfg)}}
-        for arm, cfg in cfgs.items():
-            speed[arm] = {**timed(cfg, args.timing_steps), "params_M": trained_params(cfg)}
+        for arm in ARMS:
+            speed[arm] = {**timed(cfgs[(arm, first)], args.timing_steps), "params_M": trained_params(cfgs[(arm, first)])}
         how = f"timed over {args.timing_steps} steps of each variant run back to back in this run"
     else:
         speed = {"teacher": {**seconds_per_iteration(RUNS / "teacher" / "log.jsonl"), "params_M": trained_params(tcfg)}}
-        for arm, cfg in cfgs.items():
-            speed[arm] = {**seconds_per_iteration(RUNS / arm / "log.jsonl"), "params_M": trained_params(cfg)}
-        how = "from each run's `log.jsonl`"
+        for arm in ARMS:
+            speed[arm] = {**seconds_per_iteration(RUNS / f"seed{first}" / arm / "log.jsonl"),
+                          "params_M": trained_params(cfgs[(arm, first)])}
+        how = f"from each run's `log.jsonl` (seed {first})"
 
-    # ---- evaluation ------------------------------------------------------------------------
-    evals = {arm: evaluate_model(folder, [1], OUT / arm, args) for arm, folder in models.items()}
-    evals["teacher"] = evaluate_model(teacher, [1, T_STEPS], OUT / "teacher", args)
     sets = args.sets
-    cols = _cols(evals["teacher"], sets)
+    cols = _cols(teacher_eval, sets)
+    keys = [f"{s}/{m}" for s, m in cols]
 
-    def row_of(res: dict, method: str) -> list:
-        return [res["sets"][s]["methods"][method].get(m, float("nan")) for s, m in cols]
+    def spread(arm: str) -> list[dict]:
+        """mean_and_range over seeds of each (set, metric) column, one-step student ``arm``."""
+        return [mean_and_range([evals[(arm, sd)]["sets"][s]["methods"]["model@1"].get(m, float("nan")) for sd in seeds])
+                for s, m in cols]
+
+    def single(method: str) -> list[dict]:
+        return [mean_and_range([teacher_eval["sets"][s]["methods"][method].get(m, float("nan"))]) for s, m in cols]
+
+    def fmt(row: list[dict]) -> list[str]:
+        return [fmt_mean_range(r, 2 if m in ("psnr", "niqe") else 3) for r, (_, m) in zip(row, cols)]
 
     def secs(res: dict, method: str) -> float:
         return res["sets"][sets[-1]]["methods"][method]["median_seconds"]
 
-    table4 = {ARM_LABEL[a]: dict(zip([f"{s}/{m}" for s, m in cols], row_of(r, "model@1"))) for a, r in evals.items()
-              if a in ARMS}
-    table4["bicubic"] = dict(zip([f"{s}/{m}" for s, m in cols], row_of(evals["teacher"], "bicubic")))
-    table1_rows = [("ResShift teacher", T_STEPS, evals["teacher"], f"model@{T_STEPS}"),
-                   ("ResShift teacher", 1, evals["teacher"], "model@1"),
-                   (f"student: {ARM_LABEL['5_all_diffusion']}", 1, evals["5_all_diffusion"], "model@1"),
-                   (f"student: {ARM_LABEL['1_distill']}", 1, evals["1_distill"], "model@1"),
-                   ("bicubic", 0, evals["teacher"], "bicubic")]
+    table4 = {ARM_LABEL[a]: dict(zip(keys, spread(a))) for a in ARMS}
+    table4["ResShift teacher, 1 step"] = dict(zip(keys, single("model@1")))
+    table4[f"ResShift teacher, {T_STEPS} steps"] = dict(zip(keys, single(f"model@{T_STEPS}")))
+    table4["bicubic"] = dict(zip(keys, single("bicubic")))
+    table1_rows = [("ResShift teacher", T_STEPS, single(f"model@{T_STEPS}"), secs(teacher_eval, f"model@{T_STEPS}")),
+                   ("ResShift teacher", 1, single("model@1"), secs(teacher_eval, "model@1"))]
+    table1_rows += [(f"student: {ARM_LABEL[a]}", 1, spread(a), secs(evals[(a, first)], "model@1"))
+                    for a in ("5_all_diffusion", "1_distill", "0_distill_pure")]
+    table1_rows.append(("bicubic", 0, single("bicubic"), secs(teacher_eval, "bicubic")))
 
     prov = provenance(command)
     budget = {"teacher_steps": args.teacher_steps, "student_steps": args.student_steps, "batch": args.batch,
-              "crop": args.crop, "seed": args.seed, "student_lr": args.student_lr,
+              "crop": args.crop, "teacher_seed": args.seed, "student_seeds": seeds, "student_lr": args.student_lr,
               "use_denoise": not args.no_denoise}
     summary = {
         "budget": budget, "sets": sets, "limit": args.limit, "metrics": METRICS,
-        "arms": {a: {"label": ARM_LABEL[a], "colearn": cfgs[a]["colearn"], "model": str(models[a]),
-                     "eval": evals[a]["sets"]} for a in ARMS},
-        "teacher": {"model": str(teacher), "config": tcfg, "eval": evals["teacher"]["sets"]},
+        "arms": {a: {"label": ARM_LABEL[a], "colearn": cfgs[(a, first)]["colearn"],
+                     "seeds": {str(sd): {"model": evals[(a, sd)]["model"], "eval": evals[(a, sd)]["sets"]}
+                               for sd in seeds}} for a in ARMS},
+        "teacher": {"model": str(teacher), "config": tcfg, "eval": teacher_eval["sets"]},
         "table4": table4,
-        "table1": [{"method": n, "nfe": k, **dict(zip([f"{s}/{m}" for s, m in cols], row_of(r, meth))),
-                    "median_seconds_per_image": secs(r, meth)} for n, k, r, meth in table1_rows],
-        "table3": speed, "conventions": evals["teacher"]["conventions"], **prov,
+        "table1": [{"method": n, "nfe": k, **dict(zip(keys, row)), "median_seconds_per_image": t}
+                   for n, k, row, t in table1_rows],
+        "table3": speed, "conventions": teacher_eval["conventions"], **prov,
     }
     write_json(OUT / "results.json", summary)
 
     hdr = _header(cols)
     last = {"imagenet_valsr_resshift": "ImageNet-Val", "realset65": "RealSet65"}.get(sets[-1], sets[-1])
+    seed_text = (f"student seed {seeds[0]}" if len(seeds) == 1 else
+                 f"student seeds {', '.join(map(str, seeds))}: cells are the mean with the (min–max) range over seeds")
     lines = [
         "# Co-learning at small scale: loss-path ablation, teacher vs one-step student, training cost", "",
         provenance_md(prov), "",
-        f"Budget: ResShift teacher {args.teacher_steps} optimiser steps; every student arm {args.student_steps} "
-        f"steps from that teacher (lr {args.student_lr:g}, cosine), all with batch {args.batch}, {args.crop}-px "
-        f"crops of the `train/` pool, Real-ESRGAN degradation, seed {args.seed}, bf16 autocast. Every arm keeps "
-        f"eq. 7's L_denoise term ({'on' if not args.no_denoise else 'off'}) and differs only in the w_t-weighted "
-        "paths; arm definitions in the benchmark's docstring. "
+        f"Budget: ResShift teacher {args.teacher_steps} optimiser steps (seed {args.seed}); every student arm "
+        f"{args.student_steps} steps from that teacher (lr {args.student_lr:g}, cosine), all with batch {args.batch}, "
+        f"{args.crop}-px crops of the `train/` pool, Real-ESRGAN degradation, bf16 autocast; {seed_text}. Arms 1–5 keep "
+        f"eq. 7's L_denoise term ({'on' if not args.no_denoise else 'off'}) and differ only in the w_t-weighted "
+        "paths; the pure-distillation arm has no L_denoise; arm definitions in the benchmark's docstring. "
         + (f"First {args.limit} images per set. " if args.limit else "")
         + "PSNR/SSIM on Y with 4 px cropped, uint8 outputs; LPIPS-alex; NIQE (pyiqa convention); "
         "the same x_T noise seed for every model.", "",
         "The paper's HR discriminator D_H projects through a pretrained feature network (StyleGAN-T's "
         "frozen DINO); here that feature network is trained from scratch with the heads, because no "
         "pretrained weights are available offline.", "",
-        "## Table IV — ablation of the loss paths (one-step students)", "",
-        md_table(["arm"] + hdr, [[ARM_LABEL[a]] + row_of(evals[a], "model@1") for a in ARMS]
-                 + [["bicubic"] + row_of(evals["teacher"], "bicubic")]), "",
+        "## Table IV — ablation of the loss paths (one-step students; the teacher for reference)", "",
+        md_table(["arm"] + hdr, [[label] + fmt(list(row.values())) for label, row in table4.items()]), "",
         "## Table I (small) — 15-step teacher vs one-step students", "",
         md_table(["method", "NFE"] + hdr + [f"s/image ({last})"],
-                 [[n, k] + row_of(r, meth) + [secs(r, meth)] for n, k, r, meth in table1_rows]), "",
+                 [[n, k] + fmt(row) + [t] for n, k, row, t in table1_rows]), "",
         "## Table III — training cost", "",
         "Median wall seconds per optimiser step (data, degradation, teacher sampling, every network's "
         f"update), {how}; same machine, {prov['machine'].get('torch_threads')} torch "
@@ -310,34 +306,35 @@ def main() -> None:
                     for a in ARMS]), "",
     ]
     (OUT / "results.md").write_text("\n".join(lines))
-    _plot(evals, sets)
+    _plot(table4, cols, OUT / "table4.png")
     print("\n".join(lines))
 
 
-def _plot(evals: dict, sets: list[str]) -> None:
+def _plot(table4: dict, cols: list[tuple[str, str]], path: Path) -> None:
+    """Bars per arm (seed mean, range as error bar) for NIQE and LPIPS; the 15-step teacher dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    panels = [(s, "niqe") for s in sets] + [(s, "lpips") for s in sets
-                                            if "lpips" in evals["teacher"]["sets"][s]["methods"]["bicubic"]]
-    names = list(ARMS) + ["bicubic"]
-    labels = [ARM_LABEL.get(a, a) for a in names]
+    panels = [c for c in cols if c[1] == "niqe"] + [c for c in cols if c[1] == "lpips"]
+    teacher15 = f"ResShift teacher, {T_STEPS} steps"
+    names = [n for n in table4 if n != teacher15]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for ax, (s, m) in zip(axes[0], panels):
-        vals = [(evals["teacher"] if a == "bicubic" else evals[a])["sets"][s]["methods"]
-                ["bicubic" if a == "bicubic" else "model@1"].get(m, float("nan")) for a in names]
+        cells = [table4[n][f"{s}/{m}"] for n in names]
         x = np.arange(len(names))
-        ax.bar(x, vals, color=[f"C{i}" for i in range(len(ARMS))] + ["gray"])
-        tea = evals["teacher"]["sets"][s]["methods"][f"model@{T_STEPS}"].get(m)
-        if tea is not None:
+        err = [[c["mean"] - c["min"] for c in cells], [c["max"] - c["mean"] for c in cells]]
+        ax.bar(x, [c["mean"] for c in cells], yerr=err, capsize=3,
+               color=[f"C{i}" for i in range(len(names) - 1)] + ["gray"])
+        tea = table4[teacher15][f"{s}/{m}"]["mean"]
+        if tea == tea:
             ax.axhline(tea, ls="--", color="k", lw=1, label=f"teacher @{T_STEPS}")
             ax.legend(fontsize=7)
-        ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=7)
+        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
         ax.set_title(f"{s}: {m.upper()} ↓ (1 step)")
     fig.tight_layout()
-    fig.savefig(OUT / "table4.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

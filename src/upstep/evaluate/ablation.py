@@ -1,0 +1,91 @@
+"""Train these arms, then evaluate them: the skeleton the ablation benchmarks share.
+
+An ``Arm`` is a name, a function that trains it (or resumes an interrupted run, or reuses a
+finished one) and returns its exported model folder, and the DDIM step counts to evaluate it at.
+``run_arms`` trains every arm first, then evaluates each with ``upstep.evaluate.runner.evaluate``
+into ``out/<arm>/``: per-image records (and patch-FID features) resume, and an arm whose model
+changed since its records were written is re-evaluated from scratch. ``train_run`` refuses a run
+folder made by another configuration, so a changed budget or weighting never silently reuses
+old weights. ``mean_and_range`` is how seeds are reported: mean, min and max.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class Arm:
+    name: str
+    train: Callable[[], Path]          # trains / resumes / reuses; returns the model folder
+    steps: list[int] = field(default_factory=lambda: [1])
+
+
+def check_run_config(cfg: dict, run_dir: Path, saved_name: str = "config.json") -> None:
+    """SystemExit if ``run_dir`` holds a run made with a different config."""
+    saved = Path(run_dir) / saved_name
+    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(cfg)):
+        raise SystemExit(f"{run_dir} was trained with a different config (budget, seed, weighting, crop...); "
+                         "pass another --runs folder or delete it")
+
+
+def train_run(cfg: dict, run_dir: Path) -> Path:
+    """Train (or resume, or reuse) ``cfg`` in ``run_dir``; returns ``run_dir/model``."""
+    from upstep.train.loop import train
+
+    run_dir = Path(run_dir)
+    check_run_config(cfg, run_dir)
+    if not (run_dir / "model" / "model.safetensors").is_file():
+        print(f"training {cfg.get('name', run_dir.name)} ({cfg['train']['steps']} steps) in {run_dir}", flush=True)
+        train(cfg, run_dir, progress=False)
+    return run_dir / "model"
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def evaluate_model(folder: Path, steps: list[int], out: Path, **eval_kwargs) -> dict:
+    """``runner.evaluate`` with its resumable records, restarted when the model file changed."""
+    from upstep.evaluate.runner import evaluate
+
+    out = Path(out)
+    stamp, digest = out / "model_sha1.txt", _sha1(Path(folder) / "model.safetensors")
+    fresh = not stamp.is_file() or stamp.read_text().strip() != digest
+    out.mkdir(parents=True, exist_ok=True)
+    eval_kwargs.setdefault("peers", "none")
+    eval_kwargs.setdefault("progress", False)
+    res = evaluate(str(folder), eval_kwargs.pop("sets"), steps, out, fresh=fresh, **eval_kwargs)
+    stamp.write_text(digest + "\n")
+    res["steps"] = steps
+    return res
+
+
+def run_arms(arms: list[Arm], out: Path, *, train_only: bool = False, **eval_kwargs) -> dict[str, dict]:
+    """Train every arm, then evaluate each into ``out/<name>``; {name: evaluation result}
+    (empty with ``train_only``). ``eval_kwargs`` go to ``runner.evaluate`` (sets, metrics, limit,
+    fid_patches, command...)."""
+    folders = {a.name: a.train() for a in arms}
+    if train_only:
+        return {}
+    return {a.name: evaluate_model(folders[a.name], a.steps, Path(out) / a.name, **dict(eval_kwargs))
+            for a in arms}
+
+
+def mean_and_range(values: list[float]) -> dict:
+    """{"mean", "min", "max", "n"} of the finite values (NaN-free); the seed spread of a cell."""
+    v = [float(x) for x in values if x == x]
+    if not v:
+        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def fmt_mean_range(r: dict, digits: int = 3) -> str:
+    """'0.412' for one seed (or identical values), '0.412 (0.405–0.419)' for several; 'n/a' for none."""
+    if not r["n"]:
+        return "n/a"
+    f = f"{{:.{digits}f}}"
+    return f.format(r["mean"]) if r["n"] == 1 or r["min"] == r["max"] else f"{f.format(r['mean'])} ({f.format(r['min'])}–{f.format(r['max'])})"

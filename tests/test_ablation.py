@@ -1,0 +1,117 @@
+"""The ablation benchmarks' shared skeleton (upstep.evaluate.ablation) and the YONOS sweep report."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_tiny_model
+from upstep.degrade import bicubic
+from upstep.evaluate.ablation import Arm, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.model import save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    root = tmp_path / "data"
+    for sub in ("tiny/hr", "tiny/lr"):
+        (root / "eval" / sub).mkdir(parents=True)
+    for i in range(2):
+        hr = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(i)),
+                                             size=(64, 64), mode="bicubic").clamp(0, 1)
+        for t, sub in ((hr, "hr"), (bicubic(hr, 4), "lr")):
+            a = (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(a).save(root / "eval/tiny" / sub / f"im{i}.png")
+    return root
+
+
+def test_mean_and_range():
+    assert mean_and_range([1.0, 3.0, float("nan"), 2.0]) == {"mean": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert mean_and_range([])["n"] == 0
+    assert fmt_mean_range(mean_and_range([0.5])) == "0.500"
+    assert fmt_mean_range(mean_and_range([0.4, 0.6]), 2) == "0.50 (0.40–0.60)"
+
+
+def test_run_arms_trains_then_evaluates_resumes_and_redoes_a_changed_model(tmp_path, data_root):
+    calls = []
+
+    def trainer(name, seed):
+        def train():
+            calls.append(name)
+            return save_model(make_tiny_model(seed=seed), tmp_path / name)
+        return train
+
+    kw = {"sets": ["tiny"], "metrics": ["psnr"], "data_root": str(data_root)}
+    arms = [Arm("a", trainer("a", 0), [1, 2]), Arm("b", trainer("b", 1), [1])]
+    res = run_arms(arms, tmp_path / "out", **kw)
+    assert calls == ["a", "b"]  # every arm trained before any evaluation
+    assert set(res["a"]["sets"]["tiny"]["methods"]) == {"model@1", "model@2", "bicubic"}
+    assert res["a"]["steps"] == [1, 2]
+    rec = tmp_path / "out" / "a" / "records.jsonl"
+    n = len(rec.read_text().splitlines())
+    assert n == 2 * 3
+    run_arms(arms[:1], tmp_path / "out", **kw)
+    assert len(rec.read_text().splitlines()) == n  # resumed: nothing measured again
+    # a changed model (same folder) is re-evaluated from scratch, not mixed with old records
+    arms[0].train = trainer("a", 5)
+    res2 = run_arms(arms[:1], tmp_path / "out", **kw)
+    assert len(rec.read_text().splitlines()) == n
+    assert res2["a"]["sets"]["tiny"]["methods"]["model@1"]["psnr"] != res["a"]["sets"]["tiny"]["methods"]["model@1"]["psnr"]
+    assert run_arms(arms, tmp_path / "out", train_only=True, **kw) == {}
+
+
+def test_train_run_refuses_a_folder_trained_with_another_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {"steps": 10}, "seed": 0}))
+    with pytest.raises(SystemExit, match="different config"):
+        train_run({"train": {"steps": 10}, "seed": 1}, run)
+
+
+def _yonos():
+    spec = importlib.util.spec_from_file_location("yonos_ablation", ROOT / "benchmarks" / "yonos_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cell(budget, seed, lp_direct, lp_dist, psnr_direct, psnr_dist):
+    def arm(scale, lp, ps):
+        m = {f"model@{n}": {"psnr": ps[i], "lpips": lp[i]} for i, n in enumerate((1, 4))}
+        m["bicubic"] = {"psnr": 26.0, "lpips": 0.44}
+        return {"scale": scale, "steps": [1, 4], "sets": {"set14": {"methods": m}}, "fid": None}
+    return {"budget": budget, "seed": seed, "arms": {"direct_x4": arm(4, lp_direct, psnr_direct),
+                                                     "distilled_x4": arm(4, lp_dist, psnr_dist)}}
+
+
+def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path):
+    y = _yonos()
+    cells = {  # B=1000: distilled worse at 1 step, direct worse with steps; B=4000 (2 seeds): the opposite
+        "B1000_s0": _cell(1000, 0, [0.30, 0.40], [0.32, 0.41], [26.7, 24.9], [26.5, 24.8]),
+        "B4000_s0": _cell(4000, 0, [0.30, 0.25], [0.27, 0.24], [27.0, 25.0], [27.2, 25.1]),
+        "B4000_s1": _cell(4000, 1, [0.31, 0.26], [0.28, 0.25], [27.1, 25.1], [27.0, 25.0]),
+    }
+    summary = y.summarise_sweep(cells, ["set14"])
+    d = summary["set14"]["direct_x4"]["4000"]
+    assert d["seeds"] == [0, 1] and d["steps"]["1"]["lpips"] == pytest.approx(
+        {"mean": 0.305, "min": 0.30, "max": 0.31, "n": 2})
+    claims = y.sweep_claims(summary, ["set14"])["set14"]["x4"]
+    assert not claims["1000"]["distilled_beats_direct_at_1_step"]["lpips"]["held"]
+    assert not claims["1000"]["direct_improves_in_lpips_with_steps"]
+    c = claims["4000"]["distilled_beats_direct_at_1_step"]
+    assert c["lpips"]["held"] and not c["lpips"]["within_seed_range"]   # 0.275 vs 0.305, ranges apart
+    assert c["psnr"]["held"] and c["psnr"]["within_seed_range"]          # 27.1 vs 27.05, ranges overlap
+    assert c["lpips"]["distilled_minus_direct"] == pytest.approx(-0.03)
+    assert claims["4000"]["direct_improves_in_lpips_with_steps"] and claims["4000"]["direct_best_lpips_steps"] == 4
+    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary,
+                             "claims": y.sweep_claims(summary, ["set14"]), "command": "x", "date": "d",
+                             "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}},
+                            ["set14"], 7.5, None)
+    assert "unclipped" in text and "0.305 (0.300–0.310)" in text and "did not hold" in text
+    y.plot_sweep(summary, ["set14"], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
