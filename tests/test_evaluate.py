@@ -66,7 +66,7 @@ def test_eval_writes_results_and_resumes(tmp_path, data_root, capsys):
     import upstep
     from upstep.metrics import psnr, quantize
 
-    up, s = upstep.load(str(model), device="cpu"), open_set("tiny", data_root)
+    up, s = upstep.load(str(model), device="cpu", dtype="float32"), open_set("tiny", data_root)
     pairs = [s.load(it, 4) for it in s.items]
     expect = {f"model@{n}": np.mean([float(psnr(quantize(up.upscale_tensor(lr, steps=n, seed=0)), hr,
                                                 crop_border=4)) for lr, hr in pairs]) for n in (1, 2)}
