@@ -38,7 +38,7 @@ def _image(size: int) -> Image.Image:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default-x4")
-    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--channels", type=int, default=12)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--sizes", default="128,256", help="LR sizes (square)")
     ap.add_argument("--repeats", type=int, default=5)

@@ -61,7 +61,7 @@ class RefinedPixelShuffleAutoencoder(PixelUnshuffleAutoencoder):
     ``channels`` width (SiLU between), last conv zero-initialised."""
 
     def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0,
-                 channels: int = 16, layers: int = 3):
+                 channels: int = 12, layers: int = 3):
         super().__init__(factor, in_channels, scaling)
         if layers < 2:
             raise ValueError(f"the refinement network needs at least 2 layers, got {layers}")

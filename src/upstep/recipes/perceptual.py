@@ -25,7 +25,7 @@ Config::
 
     "recipe": "perceptual",
     "init_from": "default-x4",
-    "perceptual": {"train_unet": true, "decoder": {"channels": 16, "layers": 3},
+    "perceptual": {"train_unet": true, "decoder": {"channels": 12, "layers": 3},
                    "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
@@ -47,7 +47,7 @@ from upstep.nn.discriminators import ProjectedDiscriminator, d_hinge_loss, g_hin
 from upstep.recipes.autoencoder import section
 from upstep.recipes.base import Recipe, make_lr, validate_models
 
-DEFAULTS = {"train_unet": True, "decoder": {"channels": 16, "layers": 3},
+DEFAULTS = {"train_unet": True, "decoder": {"channels": 12, "layers": 3},
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
