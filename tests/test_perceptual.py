@@ -316,3 +316,25 @@ def test_scale_distill_views_share_one_degradation_draw(monkeypatch):
     r.encode_views(torch.rand(2, 3, 32, 32), torch.Generator().manual_seed(0))
     assert [s for s, _ in seen] == [4, 2]
     assert torch.equal(seen[0][1], seen[1][1])            # the teacher starts from the student's state
+
+
+# ---- the issue-10 configs ------------------------------------------------------------------
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1] if p.parent.name == "gpu" else p.parent)))
+def test_every_config_loads_with_valid_degradations_and_models(path):
+    """Every bundled config (CPU and GPU variants, chain stages) resolves its `extends`, names
+    known degradations, and a fresh model section builds."""
+    from upstep.config import load_config
+    from upstep.degrade import check_pipeline
+    from upstep.recipes.base import build_sr_model
+
+    cfg = load_config(path)
+    for stage in cfg.get("stages") or [cfg]:
+        check_pipeline(stage["data"].get("degradation", "bicubic"))
+        assert stage["data"]["crop"] % (4 * 2 ** (len(stage.get("model", {}).get("unet", {}).get(
+            "block_out_channels", [0])) - 1)) == 0
+        if stage.get("recipe") == "standard" and "unet" in stage.get("model", {}) \
+                and not stage["model"].get("init_from"):
+            build_sr_model(stage)

@@ -25,7 +25,9 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
             return build_from_diffusers(mcfg["init_from"], cfg["data"]["scale"],
                                         target=mcfg.get("target", "latent"),
                                         default_steps=mcfg.get("default_steps", 1))
-        return load_model(mcfg["init_from"])
+        from upstep.api import resolve_model
+
+        return load_model(resolve_model(mcfg["init_from"]))   # a folder, or a shipped name ("default-x4")
     ae_cfg = mcfg.get("autoencoder", {})
     trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
     if trained_ae is not None:

@@ -73,7 +73,7 @@ def load_start_model(cfg: dict, decoder_cfg: dict | None) -> SRDiffusionModel:
     """The PSNR-trained starting point, with a learnable decoder."""
     from upstep.api import resolve_model
 
-    path = cfg.get("init_from") or cfg.get("model", {}).get("init_from")
+    path = cfg.get("model", {}).get("init_from") or cfg.get("init_from")   # --init-from wins
     if not path:
         raise ConfigError("perceptual: set `init_from` to a trained one-step model folder or a shipped model "
                           "name (e.g. \"default-x4\")")
