@@ -16,7 +16,7 @@ PY=${PYTHON:-python}
 mkdir -p "$OUT/runs"
 START=$(date +%s)
 # shares of the budget (sum 0.85: the rest is start-up, validation and export)
-share() { $PY -c "print(int($BUDGET_MIN * 60 * $1))"; }
+share() { $PY -c "print(max(1, int($BUDGET_MIN * 60 * $1)))"; }
 run() {  # NAME CONFIG SHARE [extra args...]
     local name=$1 cfg=$2 s=$3; shift 3
     local t0=$(date +%s)
