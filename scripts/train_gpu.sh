@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 mkdir -p "$OUT/runs"
 START=$(date +%s)
-# shares of the budget (sum 0.85: the rest is start-up, validation and export)
+# shares of the budget (sum 0.73: the rest is 7 process start-ups, validation and export)
 share() { $PY -c "print(max(1, int($BUDGET_MIN * 60 * $1)))"; }
 run() {  # NAME CONFIG SHARE [extra args...]
     local name=$1 cfg=$2 s=$3; shift 3
@@ -25,12 +25,12 @@ run() {  # NAME CONFIG SHARE [extra args...]
     echo "\"$name\": $(( $(date +%s) - t0 ))," >> "$OUT/timings.part"
 }
 rm -f "$OUT/timings.part"
-run fidelity-x4 configs/gpu/fidelity_x4_gpu.json 0.16
-run x2 configs/gpu/x2_gpu.json 0.12
-run x4 configs/gpu/x4_distill_gpu.json 0.10 --set distill.teacher="$OUT/runs/x2/model"
-run x8 configs/gpu/x8_distill_gpu.json 0.10 --set distill.teacher="$OUT/runs/x4/model"
+run fidelity-x4 configs/gpu/fidelity_x4_gpu.json 0.14
+run x2 configs/gpu/x2_gpu.json 0.11
+run x4 configs/gpu/x4_distill_gpu.json 0.09 --set distill.teacher="$OUT/runs/x2/model"
+run x8 configs/gpu/x8_distill_gpu.json 0.09 --set distill.teacher="$OUT/runs/x4/model"
 for s in 2 4 8; do
-    run "perceptual-x$s" configs/gpu/perceptual_gpu.json 0.12 --init-from "$OUT/runs/x$s/model" --set data.scale=$s
+    run "perceptual-x$s" configs/gpu/perceptual_gpu.json 0.10 --init-from "$OUT/runs/x$s/model" --set data.scale=$s
 done
 rm -rf "$OUT/fidelity-x4" "$OUT/default-x2" "$OUT/default-x4" "$OUT/default-x8"
 cp -r "$OUT/runs/fidelity-x4/model" "$OUT/fidelity-x4"

@@ -167,7 +167,7 @@ class PerceptualRecipe(Recipe):
                 logits = self.wrapped["disc"](torch.cat([out["hr"], out["sr"].detach()]), generator=g)
             d_loss = d_hinge_loss([l[:B] for l in logits], [l[B:] for l in logits])
             self.backward_step(d_loss, "disc", "disc")
-            logs["d_loss"] = float(d_loss)
+            logs["d_loss"] = float(d_loss.detach())
         return {"loss": logs.pop("generator"), **logs}
 
     def export(self) -> SRDiffusionModel:
