@@ -178,8 +178,8 @@ class PerceptualRecipe(Recipe):
 
     @torch.no_grad()
     def validate(self, hr01: torch.Tensor) -> dict[str, float]:
-        """1-step PSNR-Y of the EMA model on bicubic and on the training degradation, and the
-        4x4-grid energy of its output relative to the HR crops' (``upstep.metrics.periodic``)."""
+        """1-step PSNR-Y of the EMA model on bicubic and on the training degradation, and for both
+        the 4x4-grid energy of its output relative to the HR crops' (``upstep.metrics.periodic``)."""
         from upstep.metrics.periodic import grid_energy
 
         model = self.export().to(hr01.device)
@@ -187,8 +187,11 @@ class PerceptualRecipe(Recipe):
         if self.degradation != "bicubic":
             deg = validate_models({"val_psnr_degraded": (model, 1)}, hr01, self.degradation)
             out.update(val_psnr_degraded=deg["val_psnr_degraded"], val_psnr_degraded_bicubic=deg["val_psnr_bicubic"])
-        lr = make_lr(hr01.cpu(), model.scale, "bicubic", torch.Generator().manual_seed(12345)).to(hr01.device)
-        sr = model.upscale_tensor(lr * 2 - 1, steps=1, generator=torch.Generator().manual_seed(54321))
         factor = getattr(model.autoencoder, "factor", 4)
-        out["val_grid_energy_ratio"] = float(grid_energy(sr, factor).mean() / grid_energy(hr01, factor).mean())
+        hr_energy = grid_energy(hr01, factor).mean()
+        kinds = {"": "bicubic"} if self.degradation == "bicubic" else {"": "bicubic", "_degraded": self.degradation}
+        for suffix, deg in kinds.items():   # the grain showed on realistic LR only (perceptual_x4_probe)
+            lr = make_lr(hr01.cpu(), model.scale, deg, torch.Generator().manual_seed(12345)).to(hr01.device)
+            sr = model.upscale_tensor(lr * 2 - 1, steps=1, generator=torch.Generator().manual_seed(54321))
+            out[f"val_grid_energy_ratio{suffix}"] = float(grid_energy(((sr + 1) / 2).clamp(0, 1), factor).mean() / hr_energy)
         return out
