@@ -129,3 +129,29 @@ def test_upscale_keeps_icc_and_exif(tmp_path, model_dir):
     assert out.size == (64, 80)  # turned upright (orientation 8), then x4
     assert out.info["icc_profile"] == icc
     assert out.getexif()[0x010F] == "Maker" and out.getexif()[0x0112] == 1
+
+
+def test_scale_picks_the_shipped_model_for_that_scale(tmp_path, monkeypatch, capsys):
+    """`upstep models` lists what ships; --scale s (and load(scale=s)) picks default-x<s>, and a
+    scale with no shipped model is a clear error naming what ships."""
+    import upstep.api
+
+    shipped = tmp_path / "weights"
+    save_model(make_tiny_model(scale=4), shipped / "default-x4")
+    save_model(make_tiny_model(scale=2), shipped / "default-x2")
+    save_model(make_tiny_model(scale=4), shipped / "fidelity-x4")
+    monkeypatch.setattr(upstep.api, "package_weights_dir", lambda: shipped)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [["default-x2", "x2"], ["default-x4", "x4"],
+                                                        ["fidelity-x4", "x4"]]
+    assert lines[0].endswith("(--scale 2)") and not lines[2].endswith(")")
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "2", "-o", str(tmp_path / "b.png"),
+                 "--no-progress"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (40, 32)
+    assert upstep.load(scale=2, device="cpu").scale == 2
+    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "8", "-o", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no x8 model ships" in err and "default-x2 (x2), default-x4 (x4)" in err
+    assert not (tmp_path / "c.png").exists()

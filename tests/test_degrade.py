@@ -364,7 +364,7 @@ def test_degradation_mixture_picks_one_pipeline_per_image():
     assert bool((is_b ^ is_a).all())  # every image is exactly one of the two
     assert abs(float(is_b.double().mean()) - 0.3) < 4.5 * math.sqrt(0.21 / 200)
     assert degrade(hr[0], 4, mix, torch.Generator().manual_seed(1)).shape == b[0].shape  # CHW too
-    with pytest.raises(ValueError, match="sum to 1"):
-        degrade(hr, 4, {"bicubic": 0.5, "avgpool": 0.6})
+    with pytest.raises(ValueError, match="weights must be"):
+        degrade(hr, 4, {"bicubic": 0.5, "avgpool": -0.5})
     with pytest.raises(ValueError, match="unknown degradation"):
         degrade(hr, 4, {"bicubic": 0.5, "nope": 0.5})

@@ -104,3 +104,13 @@ def test_bad_config_errors(tmp_path):
     cfg["data"]["train_dirs"] = ["does/not/exist"]
     with pytest.raises(ConfigError, match="not found"):
         train(cfg, tmp_path / "r", progress=False)
+
+
+def test_time_limit_finishes_the_run_early_with_a_model(tmp_path):
+    """``train.time_limit_s`` (the GPU script's wall-clock budget): the run stops at the first step
+    past the limit, checkpoints there and exports the model as a finished run."""
+    out = train(tiny_cfg(steps=1000, checkpoint_every=500, val_every=0, time_limit_s=1e-6), tmp_path / "r",
+                progress=False)
+    assert json.loads((tmp_path / "r" / "latest.json").read_text())["step"] == 1
+    assert json.loads((out / "config.json").read_text())["info"]["steps"] == 1
+    load_model(out)

@@ -24,8 +24,31 @@ def available_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
 
 
+SHIPPED_SCALES = (2, 4, 8)
+_TRAIN_HINT = ("train one with `upstep train configs/yonos_chain_small.json --run-dir runs/chain` "
+               "(x2 -> x4 -> x8) and pass --model runs/chain/stage<k>_<name>/model")
+
+
+def shipped_models() -> list[dict]:
+    """``{"name", "scale", "recipe"}`` of every shipped model (read from its config.json)."""
+    import json
+
+    out = []
+    for name in available_models():
+        cfg = json.loads((package_weights_dir() / name / "config.json").read_text())
+        info = cfg.get("info", {})
+        recipe = info.get("recipe") or info.get("train_config", {}).get("recipe", "")
+        out.append({"name": name, "scale": cfg.get("scale"), "recipe": recipe})
+    return out
+
+
 def default_model_for(scale: int) -> str:
-    return f"default-x{scale}"
+    """The shipped model that ``--scale`` / ``load(scale=...)`` picks: ``default-x<scale>``."""
+    name = f"default-x{scale}"
+    if name in available_models():
+        return name
+    shipped = ", ".join(f"{m['name']} (x{m['scale']})" for m in shipped_models()) or "none"
+    raise ModelLoadError(f"no x{scale} model ships with this version of upstep (shipped: {shipped}); {_TRAIN_HINT}")
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -35,9 +58,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
     shipped = package_weights_dir() / str(name_or_path)
     if shipped.is_dir():
         return shipped
-    hint = ("; x2/x8 models are not shipped yet: train them with `upstep train configs/yonos_chain_small.json "
-            "--run-dir runs/chain` and pass --model runs/chain/stage<k>_<name>/model"
-            if str(name_or_path) in ("default-x2", "default-x8") else "")
+    hint = f"; {_TRAIN_HINT}" if str(name_or_path) in [f"default-x{s}" for s in SHIPPED_SCALES] else ""
     raise ModelLoadError(f"model {name_or_path!r}: not a folder and not a shipped model "
                          f"(shipped: {', '.join(available_models()) or 'none'}){hint}")
 
@@ -109,9 +130,15 @@ class Upscaler:
         return from_model_rgb(out, img, alpha)
 
 
-def load(name_or_path: str | Path = "default-x4", device: str = "auto", dtype: str = "auto",
-         tile: int | str = "auto", overlap: int = 16, channels_last: bool | None = None) -> Upscaler:
-    """Load a shipped model by name or a model folder; returns an ``Upscaler``. ``dtype="auto"``
-    and ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``."""
+def load(name_or_path: str | Path | None = None, device: str = "auto", dtype: str = "auto",
+         tile: int | str = "auto", overlap: int = 16, channels_last: bool | None = None,
+         scale: int | None = None) -> Upscaler:
+    """Load a shipped model by name or a model folder; returns an ``Upscaler``. Without a name,
+    the shipped model for ``scale`` (default 4: ``default-x4``). ``dtype="auto"`` and
+    ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``."""
+    if name_or_path is None:
+        name_or_path = default_model_for(scale or 4)
     model = load_model(resolve_model(name_or_path))
+    if scale is not None and model.scale != scale:
+        raise UpstepError(f"model {name_or_path} upscales x{model.scale}, not x{scale}")
     return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap, channels_last=channels_last)

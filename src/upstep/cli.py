@@ -154,7 +154,20 @@ def run_train(args) -> int:
 
 def _add_models(sub):
     p = sub.add_parser("models", help="list the shipped models")
-    p.set_defaults(func=lambda a: print("\n".join(__import__("upstep").available_models())) or 0)
+    p.set_defaults(func=run_models)
+
+
+def run_models(args) -> int:
+    """One line per shipped model: name, scale, and whether ``--scale`` picks it."""
+    from upstep.api import default_model_for, shipped_models
+
+    for m in shipped_models():
+        try:
+            pick = default_model_for(m["scale"]) == m["name"]
+        except UpstepError:
+            pick = False
+        print(f"{m['name']}\tx{m['scale']}\t{m['recipe']}" + (f"\t(--scale {m['scale']})" if pick else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

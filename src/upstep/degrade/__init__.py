@@ -4,7 +4,14 @@ Pipelines (``degrade(hr, scale, pipeline)``):
 
 * ``bicubic``: MATLAB ``imresize`` bicubic, the classical benchmark degradation;
 * ``avgpool``: average of each ``scale`` x ``scale`` block (YONOS-SR §4.2);
-* ``realesrgan``: Real-ESRGAN's random second-order degradation (:mod:`upstep.degrade.realesrgan`).
+* ``realesrgan``: Real-ESRGAN's random second-order degradation (:mod:`upstep.degrade.realesrgan`);
+* ``realesrgan_mild``: the same pipeline with narrower ranges (``MILD`` there: weaker blur, noise
+  and JPEG), for fidelity models that must stay close to the clean image.
+
+A *mixture* is a dict ``{pipeline: weight}`` (e.g. ``{"realesrgan": 0.8, "bicubic": 0.2}``, a
+config's ``data.degradation``): each image of the batch draws its pipeline with those
+probabilities. Every pipeline consumes the same random numbers whatever the image size, so two
+views of one crop at different scales degraded from the same generator state share one draw.
 """
 from __future__ import annotations
 
@@ -46,41 +53,50 @@ def _realesrgan(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     return realesrgan(hr, scale, generator=generator)
 
 
+def _realesrgan_mild(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    from upstep.degrade.realesrgan import MILD, realesrgan
+
+    return realesrgan(hr, scale, generator=generator, config=MILD)
+
+
 # name -> fn(hr, scale, generator=None) -> lr
-pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan}
+pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan,
+             "realesrgan_mild": _realesrgan_mild}
 
 
-def check_pipeline(pipeline) -> dict[str, float]:
-    """``pipeline`` as ``{name: probability}``: a name is ``{name: 1}``; a dict mixes pipelines
-    per image, e.g. ``{"bicubic": 0.3, "realesrgan": 0.7}`` (probabilities must sum to 1)."""
-    mix = {pipeline: 1.0} if isinstance(pipeline, str) else dict(pipeline)
-    unknown = sorted(set(mix) - set(pipelines))
-    if unknown or not mix:
-        raise ValueError(f"unknown degradation pipeline {unknown or pipeline!r}; known: {sorted(pipelines)}")
-    if any(p < 0 for p in mix.values()) or abs(sum(mix.values()) - 1) > 1e-6:
-        raise ValueError(f"degradation mixture {mix} must have probabilities >= 0 that sum to 1")
-    return mix
+def check_pipeline(pipeline) -> None:
+    """A ValueError naming what is wrong with a pipeline name or mixture."""
+    names = list(pipeline) if isinstance(pipeline, dict) else [pipeline]
+    bad = [n for n in names if n not in pipelines]
+    if bad:
+        raise ValueError(f"unknown degradation pipeline {bad[0]!r}; known: {sorted(pipelines)}")
+    if isinstance(pipeline, dict) and (any(float(w) < 0 for w in pipeline.values()) or
+                                       sum(float(w) for w in pipeline.values()) <= 0):
+        raise ValueError(f"degradation mixture {pipeline}: weights must be >= 0 with a positive sum")
 
 
-def degrade(hr: torch.Tensor, scale: int, pipeline: str | dict = "bicubic",
+def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline``: a name,
-    or a ``{name: probability}`` mixture drawn per image (from ``generator``; each pipeline then
-    runs once on its share of the batch)."""
-    mix = check_pipeline(pipeline)
-    if len(mix) == 1:
-        return pipelines[next(iter(mix))](hr, scale, generator=generator)
+    """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline`` (a name
+    or a ``{name: weight}`` mixture, one pipeline drawn per image)."""
+    check_pipeline(pipeline)
+    if not isinstance(pipeline, dict):
+        return pipelines[pipeline](hr, scale, generator=generator)
     squeeze = hr.ndim == 3
-    x = _crop(hr[None] if squeeze else hr, scale)
-    names = list(mix)
-    pick = torch.multinomial(torch.tensor([mix[n] for n in names], dtype=torch.float64), x.shape[0],
-                             replacement=True, generator=generator)
-    out = x.new_empty(x.shape[0], x.shape[1], x.shape[2] // scale, x.shape[3] // scale)
-    for i, name in enumerate(names):
-        idx = torch.nonzero(pick == i).flatten()
-        if idx.numel():
-            out[idx.to(x.device)] = pipelines[name](x[idx.to(x.device)], scale, generator=generator)
+    x = hr[None] if squeeze else hr
+    names = sorted(pipeline)
+    probs = torch.tensor([float(pipeline[n]) for n in names], dtype=torch.float64)
+    pick = torch.multinomial(probs, x.shape[0], replacement=True, generator=generator)
+    out = None
+    for k, name in enumerate(names):   # every name, even if unpicked: size-independent draws
+        idx = torch.nonzero(pick == k).flatten()
+        if idx.numel() == 0:
+            continue
+        lr = pipelines[name](x[idx.to(x.device)], scale, generator=generator)
+        if out is None:
+            out = lr.new_zeros((x.shape[0], *lr.shape[1:]))
+        out[idx.to(x.device)] = lr
     return out[0] if squeeze else out
 
 
-__all__ = ["imresize", "bicubic", "avgpool", "check_pipeline", "degrade", "pipelines", "quantize"]
+__all__ = ["imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "pipelines", "quantize"]

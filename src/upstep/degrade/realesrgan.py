@@ -26,6 +26,9 @@ Differences from the reference implementation (``RealESRGANModel.feed_data``):
 Determinism: every random number is drawn from one CPU ``torch.Generator`` in a fixed order and
 then moved to the input's device, so a seed gives the same LR on CPU and GPU (up to float
 round-off of the device's kernels). Poisson counts are sampled on the CPU for the same reason.
+The per-pixel noise of each noise stage comes from a child generator seeded by one draw, so the
+pipeline consumes the same random numbers whatever the image size: the same generator state gives
+the same degradation parameters at every scale (teacher and student views of one crop).
 """
 from __future__ import annotations
 
@@ -94,6 +97,15 @@ class RealESRGANConfig:
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage!r}")
         return getattr(self, name if stage == 1 else name + "2")
+
+
+# Narrower ranges for fidelity models (ours, not from the paper): blur sigma <= 1.5 / 1.0, resize
+# factors near 1, noise sigma <= 10 / 8 (0-255), Poisson scale <= 1, JPEG quality >= 60, second
+# blur with probability 0.5.
+MILD = RealESRGANConfig(
+    blur_sigma=(0.2, 1.5), resize_range=(0.5, 1.2), noise_range=(1.0, 10.0), poisson_scale_range=(0.05, 1.0),
+    jpeg_range=(60.0, 95.0), second_blur_prob=0.5, blur_sigma2=(0.2, 1.0), resize_range2=(0.6, 1.1),
+    noise_range2=(1.0, 8.0), poisson_scale_range2=(0.05, 0.8), jpeg_range2=(60.0, 95.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,6 +398,8 @@ def random_noise(x: torch.Tensor, g: torch.Generator, stage: int, config: RealES
     pscale = _uniform(g, n, *cfg.stage("poisson_scale_range", stage))
     if x.shape[1] == 1:
         gray = torch.zeros_like(gray)  # one channel: colour and gray noise are the same
+    # per-pixel draws from a child generator: g advances by one draw whatever the image size
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
     out = x.clone()
     gi, pi = torch.nonzero(use_gauss).flatten(), torch.nonzero(~use_gauss).flatten()
     if gi.numel():
@@ -480,7 +494,7 @@ def realesrgan(hr: torch.Tensor, scale: int, generator: torch.Generator | None =
     return lr[0] if squeeze else lr
 
 
-__all__ = ["RealESRGANConfig", "realesrgan", "stages", "gaussian_kernel", "generalized_gaussian_kernel",
+__all__ = ["RealESRGANConfig", "MILD", "realesrgan", "stages", "gaussian_kernel", "generalized_gaussian_kernel",
            "plateau_kernel", "sinc_kernel", "identity_kernel", "random_kernels", "blur", "random_blur",
            "resize", "draw_resize", "random_resize", "add_gaussian_noise", "add_poisson_noise",
            "random_noise", "jpeg", "random_jpeg", "random_final"]

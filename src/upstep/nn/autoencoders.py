@@ -7,6 +7,11 @@ the latent-diffusion convention). ``config()`` returns the JSON-able dict that r
 
 * ``PixelUnshuffleAutoencoder``: parameter-free and lossless (pixel_unshuffle / pixel_shuffle).
   The cheapest latent for CPU-size models; the shipped default uses it.
+* ``RefinedPixelShuffleAutoencoder``: the same latent with a learnable decoder for YONOS §3.3 —
+  pixel_shuffle, then a small refinement network at HR resolution added as a residual
+  (``x = ps(z) + R(ps(z))``). Each latent channel is one sub-pixel position of a 4x4 cell, so
+  errors in the latent come out 4x4-periodic (checkerboards); R sees across cells and can
+  remove them. R's last convolution starts at zero: a fresh decoder is exactly pixel_shuffle.
 * ``KLAutoencoder``: a learned KL autoencoder on diffusers' ``AutoencoderKL`` (trained by
   ``upstep.recipes.autoencoder``; its decoder is what YONOS decoder fine-tuning trains).
 """
@@ -49,6 +54,42 @@ class PixelUnshuffleAutoencoder(Autoencoder):
     def config(self) -> dict:
         return {"kind": "pixel_unshuffle", "factor": self.factor, "in_channels": self.in_channels,
                 "scaling": self.scaling}
+
+
+class RefinedPixelShuffleAutoencoder(PixelUnshuffleAutoencoder):
+    """pixel_unshuffle encoder; decoder ``ps(z) + R(ps(z))`` with R = ``layers`` 3x3 convs of
+    ``channels`` width (SiLU between), last conv zero-initialised."""
+
+    def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0,
+                 channels: int = 12, layers: int = 3):
+        super().__init__(factor, in_channels, scaling)
+        if layers < 2:
+            raise ValueError(f"the refinement network needs at least 2 layers, got {layers}")
+        convs: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.SiLU()]
+        for _ in range(layers - 2):
+            convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU()]
+        convs.append(nn.Conv2d(channels, in_channels, 3, padding=1))
+        nn.init.zeros_(convs[-1].weight)
+        nn.init.zeros_(convs[-1].bias)
+        self.refine = nn.Sequential(*convs)
+        self.channels, self.layers = channels, layers
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        return self.refine[-1].weight
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = super().decode(z)
+        return x + self.refine(x)
+
+    def config(self) -> dict:
+        return {**super().config(), "kind": "pixel_unshuffle_refined", "channels": self.channels,
+                "layers": self.layers}
+
+    @classmethod
+    def from_plain(cls, ae: PixelUnshuffleAutoencoder, **refine) -> "RefinedPixelShuffleAutoencoder":
+        """The same latent as ``ae`` with a fresh (identity) refinement network."""
+        return cls(ae.factor, ae.in_channels, ae.scaling, **refine)
 
 
 class KLAutoencoder(Autoencoder):
@@ -97,6 +138,9 @@ def build_autoencoder(config: dict) -> Autoencoder:
     kind = cfg.pop("kind")
     if kind == "pixel_unshuffle":
         return PixelUnshuffleAutoencoder(**cfg)
+    if kind == "pixel_unshuffle_refined":
+        return RefinedPixelShuffleAutoencoder(**cfg)
     if kind == "kl":
         return KLAutoencoder(**cfg)
-    raise ValueError(f"unknown autoencoder kind {kind!r}: use 'pixel_unshuffle' or 'kl'")
+    raise ValueError(f"unknown autoencoder kind {kind!r}: use 'pixel_unshuffle', "
+                     "'pixel_unshuffle_refined' or 'kl'")

@@ -9,6 +9,7 @@ def build_recipe(cfg: dict, accelerator):
     from upstep.recipes.autoencoder import AutoencoderRecipe
     from upstep.recipes.colearn import CoLearnRecipe
     from upstep.recipes.decoder_finetune import DecoderFinetuneRecipe
+    from upstep.recipes.perceptual import PerceptualRecipe
     from upstep.recipes.resshift_teacher import ResShiftTeacherRecipe
     from upstep.recipes.scale_distill import ScaleDistillRecipe
     from upstep.recipes.standard import StandardRecipe
@@ -17,6 +18,7 @@ def build_recipe(cfg: dict, accelerator):
     recipes.update(resshift_teacher=ResShiftTeacherRecipe, colearn=CoLearnRecipe)
     recipes.update(scale_distill=ScaleDistillRecipe, decoder_finetune=DecoderFinetuneRecipe,
                    autoencoder=AutoencoderRecipe)  # YONOS-SR (Alg. 1, §3.3) and its KL first stage
+    recipes.update(perceptual=PerceptualRecipe)  # L1 + feature + projected-GAN fine-tuning of a one-step model
     name = cfg.get("recipe")
     if name == "yonos_chain":
         raise ConfigError("a `yonos_chain` config is a list of stages: run it with `upstep train` or "

@@ -84,7 +84,8 @@ def load_one_step_model(cfg: dict, device) -> SRDiffusionModel:
         kind = model.autoencoder.config().get("kind")
         raise ConfigError(f"decoder_finetune: {path} uses the {kind!r} autoencoder, which has no learned "
                           "decoder; decoder fine-tuning needs a KL autoencoder (train one with the "
-                          "`autoencoder` recipe)")
+                          "`autoencoder` recipe), or use the `perceptual` recipe with perceptual.train_unet "
+                          "false, which gives a pixel-unshuffle model a learnable decoder)")
     scale = cfg.get("data", {}).get("scale")
     if scale is not None and int(scale) != model.scale:
         raise ConfigError(f"decoder_finetune: data.scale is x{scale} but {path} is a x{model.scale} model")

@@ -11,7 +11,8 @@ model phi, freeze phi as the teacher, and train theta with
         L = omega(lambda_t) || z0_hat_theta(z_t, z_l, lambda_t) - z0_hat_phi(z_t, z_l', lambda_t) ||^2   (eq. 3)
 
 with omega(lambda) = 1 + alpha^2 / sigma^2 (eq. 2's weight). Both LR images come from the same
-HR crop with the same degradation pipeline (``data.degradation``).
+HR crop with the same degradation pipeline (``data.degradation``) and the same random draw of it
+(same blur kernel, noise level, JPEG quality...; only the scale differs).
 
 Frames (``target: "residual"``). Our models may diffuse the residual r = z_h - z_l instead of
 z_h (``SRDiffusionModel.to_target``); the student's z_l and the teacher's z_l' differ, so each
@@ -115,8 +116,11 @@ class ScaleDistillRecipe(StandardRecipe):
         """z_h, the student's z_l (scale s) and the teacher's z_l' (scale s') of one HR crop."""
         deg = self.cfg["data"].get("degradation", "bicubic")
         hr_size = hr01.shape[-2:]
+        # one degradation draw for both views: the teacher's starts from the student's generator
+        # state (every pipeline's draws are size-independent, so the parameters coincide)
+        g_teacher = torch.Generator().set_state(g.get_state())
         lr_s = make_lr(hr01.cpu(), self.model.scale, deg, g).to(hr01.device)
-        lr_t = make_lr(hr01.cpu(), self.teacher.scale, deg, g).to(hr01.device)
+        lr_t = make_lr(hr01.cpu(), self.teacher.scale, deg, g_teacher).to(hr01.device)
         z_h = self.model.autoencoder.encode(hr01 * 2 - 1)
         z_l = self.model.encode_cond(self.model.upsample_lr(lr_s * 2 - 1, hr_size))
         z_l_t = self.teacher.encode_cond(self.teacher.upsample_lr(lr_t * 2 - 1, hr_size))

@@ -73,6 +73,14 @@ def apply_memory_options(recipe, tcfg: dict) -> None:
             set_memory_options(m, gradient_checkpointing=gc, attention=attn)
 
 
+def _out_of_time(accelerator, t0: float, limit_s: float) -> bool:
+    """The main process's clock decides for every process (they must stop at the same step)."""
+    from accelerate.utils import broadcast
+
+    flag = torch.tensor([float(time.time() - t0 > limit_s)], device=accelerator.device)
+    return bool(broadcast(flag)[0] > 0) if accelerator.num_processes > 1 else bool(flag[0] > 0)
+
+
 def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Path:
     """Train ``cfg`` into ``run_dir``; resumes from ``run_dir/latest.json`` if present.
 
@@ -147,6 +155,14 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
             if done % tcfg.get("checkpoint_every", 500) == 0 or done == total:
                 save_checkpoint(run_dir, done, recipe.trainable, recipe.optimizers, emas,
                                 extra={"recipe": cfg["recipe"]}, scaler=accelerator.scaler)
+        if tcfg.get("time_limit_s") and done < total and _out_of_time(accelerator, t0, tcfg["time_limit_s"]):
+            # wall-clock budget (the GPU script): finish here, as if ``steps`` had been ``done``
+            accelerator.print(f"time limit of {tcfg['time_limit_s']} s reached at step {done}")
+            total = end = done
+            if accelerator.is_main_process:
+                save_checkpoint(run_dir, done, recipe.trainable, recipe.optimizers, emas,
+                                extra={"recipe": cfg["recipe"]}, scaler=accelerator.scaler)
+            break
     bar.close()
     accelerator.wait_for_everyone()
     out = run_dir / "model"

