@@ -40,5 +40,5 @@ def test_gpu_check_runs_end_to_end_in_cpu_smoke_mode(tmp_path, monkeypatch):
     assert tr["steps"] == 2 and tr["mixed_precision"] == "bf16" and tr["loss_finite"]
     up = res["upscale"]
     assert up["input"] == [16, 16] and up["output"] == [64, 64] and up["steps"] == 1
-    for dt in ("fp16", "bf16"):
+    for dt in ("fp32", "bf16"):  # on CUDA: fp16 and bf16; upstep refuses float16 on a CPU
         assert len(up[dt]["runs_s"]) == 2 and up[dt]["median_s"] > 0 and up[dt]["output_finite"]
