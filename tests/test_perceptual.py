@@ -320,8 +320,10 @@ def test_every_config_loads_with_valid_degradations_and_models(path):
     from upstep.degrade import check_pipeline
     from upstep.recipes.base import build_sr_model
 
+    from upstep.recipes.scale_distill import chain_stages
+
     cfg = load_config(path)
-    for stage in cfg.get("stages") or [cfg]:
+    for stage in chain_stages(cfg) if cfg.get("stages") else [cfg]:
         check_pipeline(stage["data"].get("degradation", "bicubic"))
         assert stage["data"]["crop"] % (4 * 2 ** (len(stage.get("model", {}).get("unet", {}).get(
             "block_out_channels", [0])) - 1)) == 0
