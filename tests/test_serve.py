@@ -70,7 +70,11 @@ def wait_job(server, job_id, timeout=60):
 def test_models_offered_are_shipped_plus_given_folders(server, model_dir):
     _, info = call(f"{server}/api/models")
     ids = {m["id"]: m["scale"] for m in info["models"]}
-    assert ids == {"default-x4": 4, str(model_dir): 4}
+    import upstep
+
+    shipped = {m["name"]: m["scale"] for m in upstep.api.shipped_models()}
+    assert "default-x4" in shipped
+    assert ids == {**shipped, str(model_dir): 4}
 
 
 def test_upload_is_upscaled_with_progress_and_both_images_served(server, model_dir):
