@@ -1,4 +1,5 @@
 """`upstep upscale clip.mp4 -o clip_x4.mp4` on tiny generated clips (16x16, a few frames, AAC audio)."""
+import re
 import numpy as np
 import pytest
 from PIL import Image
@@ -145,6 +146,22 @@ def test_bad_or_truncated_video_fails_clearly_and_leaves_nothing(tmp_path, model
     assert code == 1
     assert str(src) in err and ("truncated" in err or "not a video" in err), err
     assert list(out_dir.iterdir()) == []  # neither the final name nor a temp file
+
+
+@pytest.mark.parametrize("kind, says", [("empty", "empty file (0 bytes)"), ("missing", "input file not found")])
+def test_empty_or_missing_video_says_so(tmp_path, model_dir, capsys, kind, says):
+    from upstep.io import ImageReadError
+    from upstep.video import upscale_video
+
+    src = tmp_path / "in.mp4"
+    if kind == "empty":
+        src.write_bytes(b"")
+    assert _run(src, tmp_path / "out.mp4", model_dir) == 1
+    err = capsys.readouterr().err
+    assert f"{src}: {says}" in err and err.count(str(src)) == 1
+    assert not (tmp_path / "out.mp4").exists()
+    with pytest.raises(ImageReadError, match=re.escape(says)):   # the library path says the same
+        upscale_video(None, src, tmp_path / "out2.mp4")
 
 
 def test_video_output_name_is_checked(tmp_path, clip, model_dir, capsys):

@@ -99,8 +99,7 @@ def run_upscale(args) -> int:
         else:
             ext = uio.FORMAT_EXTS[args.format] if args.format else None
         dest = uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext)
-        if dest.exists() and not args.overwrite:
-            raise uio.OutputExistsError(f"{dest}: exists; pass --overwrite to replace it")
+        uio.check_destination(dest, overwrite=args.overwrite, inputs=files)  # before the slow part
         if is_video(path):
             return upscale_video(up, path, dest, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
                                  codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,

@@ -52,10 +52,9 @@ def _reason(e: Exception) -> str:
 
 
 def _open_input(av, src: Path):
-    if not src.exists():
-        raise VideoError(f"{src}: file not found")
-    if src.stat().st_size == 0:
-        raise VideoError(f"{src}: empty file (0 bytes)")
+    from upstep.io import check_input
+
+    check_input(src)  # missing, a folder, or empty: the same words as for images
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:
