@@ -12,6 +12,13 @@ the latent-diffusion convention). ``config()`` returns the JSON-able dict that r
   (``x = ps(z) + R(ps(z))``). Each latent channel is one sub-pixel position of a 4x4 cell, so
   errors in the latent come out 4x4-periodic (checkerboards); R sees across cells and can
   remove them. R's last convolution starts at zero: a fresh decoder is exactly pixel_shuffle.
+* ``ResizeConvAutoencoder``: the same latent with a learnable decoder ``x = ps(z) + R(z)`` whose
+  residual branch R cannot make 4x4-periodic patterns: convolutions at latent resolution, then
+  bilinear x2 upsampling followed by convolution, to full resolution ("resize-convolution",
+  Odena et al. 2016, "Deconvolution and checkerboard artifacts"). Shift-invariant layers after a
+  smooth upsampler treat every sub-pixel position alike, so perceptual and adversarial gradients
+  have no per-position weights to excite. R's last convolution starts at zero (identity start).
+  With the U-Net frozen (YONOS §3.3, decoder fine-tuning), this is the shipped perceptual decoder.
 * ``KLAutoencoder``: a learned KL autoencoder on diffusers' ``AutoencoderKL`` (trained by
   ``upstep.recipes.autoencoder``; its decoder is what YONOS decoder fine-tuning trains).
 """
@@ -92,6 +99,59 @@ class RefinedPixelShuffleAutoencoder(PixelUnshuffleAutoencoder):
         return cls(ae.factor, ae.in_channels, ae.scaling, **refine)
 
 
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                  nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResizeConvAutoencoder(PixelUnshuffleAutoencoder):
+    """pixel_unshuffle encoder; decoder ``ps(z) + R(z)``. R: a 3x3 conv to ``width`` channels and
+    ``blocks`` residual blocks at latent resolution, then log2(factor) stages of (bilinear x2,
+    3x3 conv): SiLU-activated ones to ``hr_channels`` channels, the last one to pixels and
+    zero-initialised. Full resolution costs just that last conv (the decoder's time is mostly
+    memory traffic at HR size)."""
+
+    def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0,
+                 width: int = 48, blocks: int = 1, hr_channels: int = 16):
+        super().__init__(factor, in_channels, scaling)
+        if factor < 2 or factor & (factor - 1):
+            raise ValueError(f"the resize-convolution decoder needs a power-of-two factor, got {factor}")
+        layers: list[nn.Module] = [nn.Conv2d(self.latent_channels, width, 3, padding=1)]
+        layers += [_ResidualBlock(width) for _ in range(blocks)]
+        c = width
+        for _ in range(factor.bit_length() - 2):
+            layers += [nn.SiLU(), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       nn.Conv2d(c, hr_channels, 3, padding=1)]
+            c = hr_channels
+        layers += [nn.SiLU(), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                   nn.Conv2d(c, in_channels, 3, padding=1)]
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.residual = nn.Sequential(*layers)
+        self.width, self.blocks, self.hr_channels = width, blocks, hr_channels
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        return self.residual[-1].weight
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return super().decode(z) + self.residual(z / self.scaling)
+
+    def config(self) -> dict:
+        return {**super().config(), "kind": "pixel_unshuffle_resize", "width": self.width,
+                "blocks": self.blocks, "hr_channels": self.hr_channels}
+
+    @classmethod
+    def from_plain(cls, ae: PixelUnshuffleAutoencoder, **kw) -> "ResizeConvAutoencoder":
+        """The same latent as ``ae`` with a fresh (identity) decoder."""
+        return cls(ae.factor, ae.in_channels, ae.scaling, **kw)
+
+
 class KLAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKL``; ``encode`` returns the posterior mode (deterministic)."""
 
@@ -140,7 +200,9 @@ def build_autoencoder(config: dict) -> Autoencoder:
         return PixelUnshuffleAutoencoder(**cfg)
     if kind == "pixel_unshuffle_refined":
         return RefinedPixelShuffleAutoencoder(**cfg)
+    if kind == "pixel_unshuffle_resize":
+        return ResizeConvAutoencoder(**cfg)
     if kind == "kl":
         return KLAutoencoder(**cfg)
     raise ValueError(f"unknown autoencoder kind {kind!r}: use 'pixel_unshuffle', "
-                     "'pixel_unshuffle_refined' or 'kl'")
+                     "'pixel_unshuffle_refined', 'pixel_unshuffle_resize' or 'kl'")

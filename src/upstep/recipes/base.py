@@ -28,7 +28,12 @@ def build_sr_model(cfg: dict) -> SRDiffusionModel:
                                         omega_max=mcfg.get("schedule", {}).get("omega_max", 1000.0))
         from upstep.api import resolve_model
 
-        return load_model(resolve_model(mcfg["init_from"]))   # a model folder or a shipped name
+        model = load_model(resolve_model(mcfg["init_from"]))   # a model folder or a shipped name
+        # The LR enters bicubically upsampled to HR size, so the networks do not depend on the
+        # scale: a model of another scale is a warm start (YONOS Alg. 1 initialises each scale
+        # from the previous one). `scale` is what the exported model says.
+        model.scale = int(cfg["data"]["scale"])
+        return model
     ae_cfg = mcfg.get("autoencoder", {})
     trained_ae = _trained_autoencoder(ae_cfg) if "from" in ae_cfg else None
     if trained_ae is not None:

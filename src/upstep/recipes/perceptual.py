@@ -7,9 +7,11 @@ ESRGAN starts from its PSNR model). The generator is the model's one-step map at
     x_l = degrade(x_h);  z_l = E(bicubic(x_l));  eps ~ N(0, I)
     x_hat = D_dec(from_target(z0_hat(eps, z_l, t = 1), z_l))
 
-with D_dec the learnable decoder: for a pixel-unshuffle latent, pixel_shuffle plus a refinement
-network at HR resolution that starts as the identity (``RefinedPixelShuffleAutoencoder``, added
-here when the model has none); for a KL latent, its decoder. Trained networks: the decoder, and the
+with D_dec the learnable decoder: for a pixel-unshuffle latent, one added here when the model has
+none, starting as the identity — ``perceptual.decoder.kind`` "resize" (``ResizeConvAutoencoder``:
+pixel_shuffle plus a resize-convolution branch, which cannot make 4x4-periodic patterns) or
+"refine" (``RefinedPixelShuffleAutoencoder``: pixel_shuffle plus a refinement network at HR
+resolution); for a KL latent, its decoder. Trained networks: the decoder, and the
 U-Net unless ``train_unet`` is false (then this is YONOS decoder fine-tuning with these losses).
 Losses, with Real-ESRGAN's weights by default (L1 1, perceptual 1, GAN 0.1):
 
@@ -25,7 +27,9 @@ Config::
 
     "recipe": "perceptual",
     "init_from": "default-x4",
-    "perceptual": {"train_unet": true, "decoder": {"channels": 12, "layers": 3},
+    "perceptual": {"train_unet": true,
+                   "decoder": {"kind": "refine", "channels": 12, "layers": 3}
+                              (or {"kind": "resize", "width": 48, "blocks": 1, "hr_channels": 16}),
                    "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
@@ -43,16 +47,20 @@ from torch import nn
 
 from upstep.errors import ConfigError
 from upstep.model import SRDiffusionModel, load_model
-from upstep.nn.autoencoders import KLAutoencoder, PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder
+from upstep.nn.autoencoders import (KLAutoencoder, PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder,
+                                    ResizeConvAutoencoder)
 from upstep.nn.discriminators import ProjectedDiscriminator, d_hinge_loss, g_hinge_loss
 from upstep.recipes.autoencoder import section
 from upstep.recipes.base import Recipe, make_lr, validate_models
 
-DEFAULTS = {"train_unet": True, "decoder": {"channels": 12, "layers": 3},
+DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "layers": 3},
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
             "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None}
+
+
+DECODERS = {"refine": RefinedPixelShuffleAutoencoder, "resize": ResizeConvAutoencoder}
 
 
 class OneStepGenerator(nn.Module):
@@ -88,9 +96,13 @@ def load_start_model(cfg: dict, decoder_cfg: dict | None) -> SRDiffusionModel:
     if type(ae) is PixelUnshuffleAutoencoder:
         if not decoder_cfg:
             raise ConfigError("perceptual: a pixel-unshuffle model needs perceptual.decoder "
-                              "({\"channels\": 16, \"layers\": 3}): without a learnable decoder the "
+                              "({\"kind\": \"resize\"}): without a learnable decoder the "
                               "adversarial gradients excite the 4x4 latent grid (checkerboards)")
-        model.autoencoder = RefinedPixelShuffleAutoencoder.from_plain(ae, **decoder_cfg)
+        kw = dict(decoder_cfg)
+        kind = kw.pop("kind", "refine")
+        if kind not in DECODERS:
+            raise ConfigError(f"perceptual.decoder.kind must be one of {sorted(DECODERS)}, got {kind!r}")
+        model.autoencoder = DECODERS[kind].from_plain(ae, **kw)
     return model
 
 
@@ -104,10 +116,12 @@ class PerceptualRecipe(Recipe):
         self.degradation = cfg["data"].get("degradation", "bicubic")
         self.model = load_start_model(cfg, c["decoder"]).to(dev)
         self.model.requires_grad_(False)
-        self.model.unet.requires_grad_(bool(c["train_unet"])).train()
+        self.model.unet.requires_grad_(bool(c["train_unet"])).train(bool(c["train_unet"]))
         ae = self.model.autoencoder
         if isinstance(ae, RefinedPixelShuffleAutoencoder):
             ae.refine.requires_grad_(True)
+        elif isinstance(ae, ResizeConvAutoencoder):
+            ae.residual.requires_grad_(True)
         elif isinstance(ae, KLAutoencoder):
             ae.vae.decoder.requires_grad_(True)
             if ae.vae.post_quant_conv is not None:

@@ -81,8 +81,11 @@ def distill_settings(cfg: dict) -> dict:
 
 
 def load_teacher(path: str | Path, device) -> SRDiffusionModel:
-    """phi: frozen — no gradients, eval mode, never EMA'd or checkpointed."""
-    teacher = load_model(path)
+    """phi: frozen — no gradients, eval mode, never EMA'd or checkpointed. ``path``: a model
+    folder or a shipped model's name."""
+    from upstep.api import resolve_model
+
+    teacher = load_model(resolve_model(path))
     if not isinstance(teacher, SRDiffusionModel):
         raise ConfigError(f"scale_distill: teacher {path} is a {teacher.kind!r} model, not 'vdiffusion'")
     return teacher.to(device).eval().requires_grad_(False)
