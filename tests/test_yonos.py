@@ -402,3 +402,33 @@ def test_decoder_finetune_gan_sees_fakes_with_the_same_statistics_in_both_terms(
     assert seen["g_fake"].shape == seen["d_fake"].shape
     assert torch.allclose(seen["g_fake"], seen["d_fake"], atol=1e-5)
     assert not torch.allclose(seen["d_real"], seen["d_fake"], atol=1e-3)  # it does tell them apart
+
+
+def test_init_from_a_model_of_another_scale_is_a_warm_start(tmp_path):
+    """The chain's x2 stage starts from the x4 model (YONOS Alg. 1 initialises each scale from
+    another): same weights, and the built model — hence its export — is of the config's scale,
+    upscaling to that scale."""
+    src = make_tiny_model(scale=4)
+    save_model(src, tmp_path / "x4")
+    for scale in (2, 8):
+        cfg = {"data": {"scale": scale}, "model": {"init_from": str(tmp_path / "x4")}}
+        m = build_sr_model(cfg)
+        assert m.scale == scale
+        assert all(torch.equal(a, b) for a, b in zip(m.unet.state_dict().values(), src.unet.state_dict().values()))
+        out = m.upscale_tensor(torch.rand(1, 3, 8, 8) * 2 - 1, steps=1)
+        assert out.shape[-2:] == (8 * scale, 8 * scale)
+
+
+def test_resshift_teacher_warm_starts_from_a_v_model(tmp_path):
+    from upstep.diffusion.resshift_model import ResShiftSRModel
+    from upstep.recipes.resshift_teacher import build_resshift_model
+
+    src = make_tiny_model(scale=4)
+    save_model(src, tmp_path / "v")
+    cfg = load_config("resshift_teacher_tiny.json")
+    cfg["model"] = {"init_from": str(tmp_path / "v"), "resshift": cfg["model"]["resshift"]}
+    m = build_resshift_model(cfg)
+    assert isinstance(m, ResShiftSRModel) and m.schedule.T == 15
+    assert all(torch.equal(a, b) for a, b in zip(m.unet.state_dict().values(), src.unet.state_dict().values()))
+    save_model(m, tmp_path / "rs")
+    assert isinstance(load_model(tmp_path / "rs"), ResShiftSRModel)

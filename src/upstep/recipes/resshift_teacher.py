@@ -26,9 +26,11 @@ from upstep.recipes.base import Recipe, make_lr, validate_models
 
 def build_resshift_model(cfg: dict) -> ResShiftSRModel:
     """A fresh ResShift model from the ``model`` section, or ``model.init_from``: an upstep
-    ResShift model folder, or a diffusers folder (e.g. Stable Diffusion: its VAE and its U-Net
-    widened for y with zero weights, ``upstep.init_from``; the ``resshift`` settings still come
-    from the config) — the SD-size teacher of ``configs/gpu/``."""
+    ResShift model folder; an upstep v-diffusion model (folder or shipped name, e.g.
+    "fidelity-x4"), whose autoencoder and U-Net (same inputs: the noisy latent and the LR
+    latent, concatenated) warm-start the ResShift model, the ``resshift`` settings coming from
+    the config; or a diffusers folder (e.g. Stable Diffusion: its VAE and its U-Net widened for y
+    with zero weights, ``upstep.init_from``) — the SD-size teacher of ``configs/gpu/``."""
     mcfg = cfg["model"]
     if mcfg.get("init_from"):
         from upstep.init_from import is_diffusers_folder, load_diffusers_init
@@ -36,9 +38,14 @@ def build_resshift_model(cfg: dict) -> ResShiftSRModel:
         if is_diffusers_folder(mcfg["init_from"]):
             ae, unet = load_diffusers_init(mcfg["init_from"])
             return ResShiftSRModel.from_config(_full_config(cfg), autoencoder=ae, unet=unet)
-        model = load_model(mcfg["init_from"])
+        from upstep.api import resolve_model
+        from upstep.model import SRDiffusionModel
+
+        model = load_model(resolve_model(mcfg["init_from"]))
+        if isinstance(model, SRDiffusionModel):
+            return ResShiftSRModel.from_config(_full_config(cfg), autoencoder=model.autoencoder, unet=model.unet)
         if not isinstance(model, ResShiftSRModel):
-            raise ValueError(f"{mcfg['init_from']}: not a ResShift model (kind {model.kind!r})")
+            raise ValueError(f"{mcfg['init_from']}: not a ResShift or v-diffusion model (kind {model.kind!r})")
         return model
     return ResShiftSRModel.from_config(_full_config(cfg))
 
