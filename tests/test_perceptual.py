@@ -364,3 +364,62 @@ def test_every_config_loads_with_valid_degradations_and_models(path):
         if stage.get("recipe") == "standard" and "unet" in stage.get("model", {}) \
                 and not stage["model"].get("init_from"):
             build_sr_model(stage)
+
+
+# ---- the fixed notch at the grid frequencies -------------------------------------------------
+def _texture(size=96, seed=0, n=1) -> torch.Tensor:
+    """Stationary texture: white noise through a Gaussian blur (LTI, so unlike upsampled noise it
+    has no periodic structure of its own), in [-1, 1]."""
+    from upstep.nn.degrid import _separable
+
+    x = torch.randn(n, 3, size + 24, size + 24, generator=torch.Generator().manual_seed(seed))
+    k = torch.exp(-0.5 * (torch.arange(-6, 7.0) / 1.5) ** 2)
+    x = _separable(x, k / k.sum())[..., 12:-12, 12:-12]
+    return (x / x.abs().amax() * 0.8).clamp(-1, 1)
+
+
+def test_degrid_notch_removes_a_4x4_pattern_and_keeps_the_image():
+    from upstep.nn.degrid import local_periodic_component
+
+    hr = _texture(n=3)
+    cell = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 0.05
+    cell = cell - cell.mean((-2, -1), keepdim=True)            # a pure 4x4 pattern (no DC)
+    art = hr + cell.repeat(1, 1, 24, 24)
+    inner = (..., slice(24, -24), slice(24, -24))               # away from the padded border
+    out = art - local_periodic_component(art)
+    assert (grid_energy(art) > 20 * grid_energy(hr)).all()
+    assert (grid_energy(out[inner]) <= 2 * grid_energy(hr[inner]) + 1e-5).all()   # the pattern is gone ...
+    assert (out - hr)[inner].pow(2).mean() < 0.01 * hr[inner].var()            # ... and 99 % of the image stays
+    # linear and shift-invariant: a constant has no periodic part, a shift commutes
+    assert local_periodic_component(torch.full((1, 1, 40, 40), 0.3)).abs().max() < 1e-6
+    x = torch.randn(1, 1, 64, 64)
+    a = local_periodic_component(x)[..., 24:40, 24:40]
+    b = local_periodic_component(torch.roll(x, (1, 2), (-2, -1)))[..., 25:41, 26:42]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_degrid_model_blocks_grain_in_its_output_and_gradients(tmp_path):
+    """A model with degrid_sigma turns a U-Net residual carrying a per-channel bias (the 4x4
+    grain) into an image without it, saves and loads the setting, and a loss that rewards the
+    grain sends (almost) no gradient to the U-Net's output."""
+    m = make_tiny_model()
+    m.degrid_sigma = 6.0
+    z_l = m.autoencoder.encode(_texture(n=2))
+    bias = torch.randn(1, 3, 16, 1, 1, generator=torch.Generator().manual_seed(1)) * 0.08
+    bias = (bias - bias.mean(2, keepdim=True)).view(1, 48, 1, 1)     # per colour: a pattern, no DC
+    z0 = (bias + torch.zeros_like(z_l)).requires_grad_(True)
+    hr = m.autoencoder.decode(z_l)
+    inner = (..., slice(24, -24), slice(24, -24))
+    plain = m.autoencoder.decode(z0.detach() + z_l)
+    out = m.autoencoder.decode(m.from_target(z0, z_l))
+    assert (grid_energy(plain[inner]) > 20 * grid_energy(hr[inner])).all()
+    assert (grid_energy(out[inner]) <= 2 * grid_energy(hr[inner]) + 1e-5).all()
+    pattern = PixelUnshuffleAutoencoder().decode(bias.expand_as(z_l))   # the grain itself
+    (out * pattern).sum().backward()                                     # a loss asking for more grain
+    plain_grad = PixelUnshuffleAutoencoder().encode(pattern)             # what it sends without the notch
+    lat = (..., slice(6, -6), slice(6, -6))                              # away from the padded border
+    assert z0.grad[lat].abs().mean() < 0.02 * plain_grad[lat].abs().mean()
+    save_model(m, tmp_path / "m")
+    assert load_model(tmp_path / "m").degrid_sigma == 6.0
+    with pytest.raises(ValueError, match="degrid_sigma"):
+        type(m)(m.autoencoder, m.unet, 4, target="latent", degrid_sigma=6.0)

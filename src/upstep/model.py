@@ -24,7 +24,7 @@ from upstep.atomic import atomic_write
 from upstep.degrade.resize import imresize
 from upstep.diffusion.ddim import ddim_sample
 from upstep.diffusion.schedule import CosineSchedule
-from upstep.nn.autoencoders import Autoencoder, build_autoencoder
+from upstep.nn.autoencoders import Autoencoder, PixelUnshuffleAutoencoder, build_autoencoder
 from upstep.nn.unet import SRUNet, build_unet
 
 FORMAT_VERSION = 1
@@ -74,10 +74,12 @@ class SRDiffusionModel(LatentSRModel):
 
     def __init__(self, autoencoder: Autoencoder, unet: SRUNet, scale: int,
                  target: str = "residual", schedule: CosineSchedule | None = None,
-                 default_steps: int = 1):
+                 default_steps: int = 1, degrid_sigma: float = 0.0):
         super().__init__()
         if target not in ("residual", "latent"):
             raise ValueError(f"target must be 'residual' or 'latent', got {target!r}")
+        if degrid_sigma and (target != "residual" or not isinstance(autoencoder, PixelUnshuffleAutoencoder)):
+            raise ValueError("degrid_sigma needs target 'residual' and a pixel-unshuffle latent")
         if unet.latent_channels != autoencoder.latent_channels:
             from upstep.errors import ConfigError
 
@@ -90,13 +92,23 @@ class SRDiffusionModel(LatentSRModel):
         self.target = target
         self.schedule = schedule or CosineSchedule()
         self.default_steps = default_steps
+        self.degrid_sigma = float(degrid_sigma)
 
     # ---- the pieces recipes use --------------------------------------------------------
     def to_target(self, z_h: torch.Tensor, z_l: torch.Tensor) -> torch.Tensor:
         return z_h - z_l if self.target == "residual" else z_h
 
     def from_target(self, z0: torch.Tensor, z_l: torch.Tensor) -> torch.Tensor:
-        return z0 + z_l if self.target == "residual" else z0
+        """The HR latent. With ``degrid_sigma`` > 0 the predicted residual first goes through the
+        fixed notch at the 4x4 grid frequencies (``upstep.nn.degrid``): a 4x4-periodic grain in
+        the U-Net's output never reaches the image, and gradients never ask for one."""
+        if self.target != "residual":
+            return z0
+        if self.degrid_sigma:
+            from upstep.nn.degrid import degrid_latent
+
+            z0 = degrid_latent(z0, self.autoencoder.factor, self.degrid_sigma)
+        return z0 + z_l
 
     def predict_v(self, z_t: torch.Tensor, z_l: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.unet(z_t, z_l, t)
@@ -126,6 +138,7 @@ class SRDiffusionModel(LatentSRModel):
     def config(self) -> dict:
         return {"kind": self.kind, "format_version": FORMAT_VERSION, "scale": self.scale,
                 "target": self.target, "default_steps": self.default_steps,
+                **({"degrid_sigma": self.degrid_sigma} if self.degrid_sigma else {}),
                 "schedule": {"name": "cosine", "omega_max": self.schedule.omega_max},
                 "autoencoder": self.autoencoder.config(), "unet": self.unet.config()}
 
@@ -134,7 +147,7 @@ class SRDiffusionModel(LatentSRModel):
         return cls(build_autoencoder(cfg["autoencoder"]), build_unet(cfg["unet"]), cfg["scale"],
                    target=cfg.get("target", "residual"),
                    schedule=CosineSchedule(omega_max=cfg.get("schedule", {}).get("omega_max", 1000.0)),
-                   default_steps=cfg.get("default_steps", 1))
+                   default_steps=cfg.get("default_steps", 1), degrid_sigma=cfg.get("degrid_sigma", 0.0))
 
 
 MODEL_KINDS: dict[str, type] = {"vdiffusion": SRDiffusionModel}

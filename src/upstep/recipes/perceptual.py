@@ -34,7 +34,10 @@ Config::
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
                    "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0",
-                   "feature_taps": null}     (EfficientNet blocks; null: FEATURE_TAPS, 1/4 ... 1/32)
+                   "feature_taps": null,     (EfficientNet blocks; null: FEATURE_TAPS, 1/4 ... 1/32)
+                   "degrid_sigma": 0}        (> 0: the model's residual goes through the fixed notch at
+                                              the 4x4 grid frequencies, ``upstep.nn.degrid``; pixel-unshuffle
+                                              latents)
 
 The exported model is the EMA of the generator (U-Net + decoder), saved like any other.
 """
@@ -57,7 +60,7 @@ DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "l
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
-            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None}
+            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None, "degrid_sigma": 0.0}
 
 
 DECODERS = {"refine": RefinedPixelShuffleAutoencoder, "resize": ResizeConvAutoencoder}
@@ -115,6 +118,10 @@ class PerceptualRecipe(Recipe):
         dev = accelerator.device
         self.degradation = cfg["data"].get("degradation", "bicubic")
         self.model = load_start_model(cfg, c["decoder"]).to(dev)
+        if c["degrid_sigma"]:
+            if not isinstance(self.model.autoencoder, PixelUnshuffleAutoencoder) or self.model.target != "residual":
+                raise ConfigError("perceptual.degrid_sigma needs a pixel-unshuffle model with target 'residual'")
+            self.model.degrid_sigma = float(c["degrid_sigma"])
         self.model.requires_grad_(False)
         self.model.unet.requires_grad_(bool(c["train_unet"])).train(bool(c["train_unet"]))
         ae = self.model.autoencoder
