@@ -9,8 +9,7 @@ which other processes sharing the cores disturb far less than wall time; wall ti
 beside it.
 
     python benchmarks/decoder_cost.py                # writes docs/results/decoder_cost.{json,md}
-    python benchmarks/decoder_cost.py --decoder '{"kind": "resize", "width": 48, "blocks": 1, "hr_channels": 16}' \
-        --name decoder_cost_resize --dtype bfloat16
+    python benchmarks/decoder_cost.py --decoder model --name decoder_cost_default_x4 --dtype bfloat16
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from PIL import Image
 from upstep.api import Upscaler, resolve_model
 from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
 from upstep.model import load_model
-from upstep.nn.autoencoders import RefinedPixelShuffleAutoencoder
+from upstep.nn.autoencoders import PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder
 from upstep.recipes.perceptual import DECODERS
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -73,7 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default-x4")
     ap.add_argument("--decoder", default='{"kind": "refine", "channels": 12, "layers": 3}',
-                    help="the learnable decoder, as perceptual.decoder (JSON)")
+                    help="the learnable decoder, as perceptual.decoder (JSON), or 'model': the model's own "
+                         "decoder and grid notch against plain pixel_shuffle")
     ap.add_argument("--layers", type=int, default=3, help="refinement layers for the component timing")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="autocast dtype of the whole upscale (bfloat16: the default path on a CPU with native bf16)")
@@ -86,12 +86,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    plain = load_model(resolve_model(args.model))
-    refined = copy.deepcopy(plain)
-    decoder = json.loads(args.decoder)
-    kw = dict(decoder)
-    refined.autoencoder = DECODERS[kw.pop("kind", "refine")].from_plain(plain.autoencoder, **kw)
-    torch.nn.init.normal_(refined.autoencoder.last_layer, std=0.01)
+    model = load_model(resolve_model(args.model))
+    plain = copy.deepcopy(model)     # pixel_shuffle only, no grid notch
+    plain.autoencoder = PixelUnshuffleAutoencoder(model.autoencoder.factor, model.autoencoder.in_channels,
+                                                  model.autoencoder.scaling)
+    plain.degrid_sigma = 0.0
+    if args.decoder == "model":      # the model's own decoder and notch, as trained
+        refined = model
+        decoder = {**{k: v for k, v in model.autoencoder.config().items()}, "degrid_sigma": model.degrid_sigma}
+    else:
+        refined = copy.deepcopy(plain)
+        decoder = json.loads(args.decoder)
+        kw = dict(decoder)
+        refined.autoencoder = DECODERS[kw.pop("kind", "refine")].from_plain(plain.autoencoder, **kw)
+        torch.nn.init.normal_(refined.autoencoder.last_layer, std=0.01)
     dtype = getattr(torch, args.dtype)
     ups = {"plain": Upscaler(plain, device="cpu", dtype=args.dtype), "refined": Upscaler(refined, device="cpu", dtype=args.dtype)}
     params = sum(p.numel() for p in refined.autoencoder.parameters())

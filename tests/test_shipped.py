@@ -42,41 +42,59 @@ def test_every_shipped_model_upscales_at_its_scale(name):
     assert (sr - bic).abs().mean() < 0.1  # ... and stays an upscaling of this image
 
 
-@pytest.mark.skipif(not (data_root() / "eval" / "set5").is_dir(), reason="benchmark data not found")
-def test_one_step_gain_over_bicubic_on_set5_matches_the_results_file():
-    """The README's Set5 gain over bicubic comes from docs/results/eval; this re-measures it.
+# every shipped model's evaluation (`upstep eval`, peers in the same run), the README's source
+EVALS = {"default-x4": "eval_default_x4", "fidelity-x4": "eval_fidelity_x4_shipped"}
+
+
+def test_every_shipped_model_has_its_evaluation():
+    assert sorted(upstep.available_models()) == sorted(EVALS)
+    for name, folder in EVALS.items():
+        recorded = json.loads((ROOT / "docs/results" / folder / "results.json").read_text())
+        assert Path(recorded["model"]).name in (name, "model"), (name, recorded["model"])
+        assert recorded["scale"] == int(name.rsplit("x", 1)[1])
+        assert recorded["sets"]["set14"]["images"] == 14
+
+
+@pytest.mark.skipif(not (data_root() / "eval" / "set14").is_dir(), reason="benchmark data not found")
+@pytest.mark.parametrize("name", sorted(EVALS))
+def test_one_step_gain_over_bicubic_on_set14_matches_the_results_file(name):
+    """The README's figures come from docs/results/<eval>; this re-measures each shipped model's
+    Set14 PSNR-Y gain over bicubic (first 5 images) against the same images' records there.
     Tolerance 0.1 dB: a different CPU's float rounding moves it by ~0.01 dB, and a faster default
     inference path may move it by up to 0.05 dB before it has to be re-evaluated (issue 13's bar);
     a model swapped without re-running the eval, or a broken pipeline, moves it by far more."""
-    recorded = json.loads((ROOT / "docs/results/eval/results.json").read_text())
-    assert recorded["model"] == "default-x4" and recorded["sets"]["set5"]["images"] == 5
-    rows = recorded["sets"]["set5"]["methods"]
-    recorded_gain = rows["model@1"]["psnr"] - rows["bicubic"]["psnr"]
-    up = upstep.load("default-x4", device="cpu")
-    s = open_set("set5")
+    folder = ROOT / "docs/results" / EVALS[name]
+    records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines() if line.strip()]
+    up = upstep.load(name, device="cpu", dtype="float32")
+    s = open_set("set14")
+    items = s.items[:5]
+    by = {(r["set"], r["image"], r["method"]): r for r in records}
+    recorded = [by[("set14", it.name, "model@1")]["psnr"] - by[("set14", it.name, "bicubic")]["psnr"] for it in items]
     gains = []
-    for item in s.items:
-        lr, hr = s.load(item, 4)
+    for item in items:
+        lr, hr = s.load(item, up.scale)
         sr = quantize(up.upscale_tensor(lr, steps=1))
         bic = quantize((up.model.upsample_lr(lr * 2 - 1) + 1) / 2)
-        gains.append(float(psnr(sr, hr, crop_border=4) - psnr(bic, hr, crop_border=4)))
-    gain = sum(gains) / len(gains)
-    assert gain == pytest.approx(recorded_gain, abs=0.1), (gain, recorded_gain)
+        gains.append(float(psnr(sr, hr, crop_border=up.scale) - psnr(bic, hr, crop_border=up.scale)))
+    gain, want = sum(gains) / len(gains), sum(recorded) / len(recorded)
+    assert gain == pytest.approx(want, abs=0.1), (gain, want)
 
 
-def test_tiled_equals_untiled_within_a_quantisation_level():
-    """A 96x80 LR image fits in one 128-px tile; tiling it into 32-px tiles with 8-px overlap
-    must not be visible. The U-Net's receptive field is wider than the overlap, so tiles see
-    less context and cannot be bit-identical; the linear blend keeps the difference below half
-    an 8-bit level on average (invisible) and below 8 levels anywhere."""
+@pytest.mark.parametrize("name", upstep.available_models())
+def test_tiled_equals_untiled_within_a_quantisation_level(name):
+    """A 96x80 LR image of fine random texture (a hard case) fits in one 256-px tile; cut into
+    64-px tiles with the default 16-px overlap the seams must not be visible. The networks'
+    receptive field is wider than the overlap, so tiles see less context and cannot be
+    bit-identical; the linear blend keeps the difference below one 8-bit level on average and
+    below 12 levels anywhere (without overlap the shipped models reach 25-31 levels at the seams)."""
     g = torch.Generator().manual_seed(0)
     lr = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 10, generator=g), size=(96, 80),
                                          mode="bicubic").clamp(0, 1)
-    whole = upstep.load("default-x4", device="cpu", tile=128).upscale_tensor(lr, seed=3)
-    tiled = upstep.load("default-x4", device="cpu", tile=32, overlap=8).upscale_tensor(lr, seed=3)
+    whole = upstep.load(name, device="cpu", tile=256).upscale_tensor(lr, seed=3)
+    tiled = upstep.load(name, device="cpu", tile=64, overlap=16).upscale_tensor(lr, seed=3)
     diff = (whole - tiled).abs()
-    assert diff.mean() < 0.5 / 255, float(diff.mean() * 255)
-    assert diff.max() < 8 / 255, float(diff.max() * 255)
+    assert diff.mean() < 0.75 / 255, float(diff.mean() * 255)
+    assert diff.max() < 12 / 255, float(diff.max() * 255)
 
 
 def test_demo_command(tmp_path, capsys):
