@@ -34,7 +34,7 @@ from upstep.peers import get_peer
 
 FACE_SHA256 = "9d8b0b4d081313e2b485748c770472e5a95ed1738146883d84c7030493e82886"   # scipy 1.9.3
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
-CROPS = [(60, 420, 160), (500, 700, 160)]   # (y, x, size) in HR pixels: fur and whiskers, leaves
+CROPS = [(250, 520, 160), (120, 160, 160)]   # (y, x, size) in HR pixels: eye and whiskers, fur
 
 
 def read_face(path: Path) -> torch.Tensor:

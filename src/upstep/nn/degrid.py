@@ -26,24 +26,26 @@ import torch.nn.functional as F
 
 
 def _kernels(period: int, sigma: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    radius = period * math.ceil(3 * sigma / period)          # a multiple of the period
+    """The 1-D Gaussian w (radius a multiple of the period) and w_p, its taps at multiples of the
+    period (to be applied with dilation ``period``), each normalised to sum 1."""
+    radius = period * math.ceil(3 * sigma / period)
     n = torch.arange(-radius, radius + 1, device=device, dtype=torch.float64)
     w = torch.exp(-0.5 * (n / sigma) ** 2)
-    w_phase = torch.where(n.remainder(period) == 0, w, torch.zeros_like(w))
+    w_phase = w[::period]
     return (w / w.sum()).to(dtype), (w_phase / w_phase.sum()).to(dtype)
 
 
-def _separable(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    c, r = x.shape[1], k.numel() // 2
+def _separable(x: torch.Tensor, k: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+    c, r = x.shape[1], k.numel() // 2 * dilation
     x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, dilation=(1, dilation))
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, dilation=(dilation, 1))
 
 
 def local_periodic_component(x: torch.Tensor, period: int = 4, sigma: float = 6.0) -> torch.Tensor:
     """NCHW -> the locally ``period``-periodic part of ``x`` (same shape), see the module doc."""
     w, w_phase = _kernels(period, sigma, x.device, x.dtype)
-    return _separable(x, w_phase) - _separable(x, w)
+    return _separable(x, w_phase, dilation=period) - _separable(x, w)
 
 
 def degrid_latent(z: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
