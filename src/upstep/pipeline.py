@@ -158,8 +158,8 @@ class TiledUpscaler:
                 if report:
                     report(b * len(jobs) + i + len(chunk), len(jobs) * n)
         bar.close()
-        out = (out / weight)[..., :H0, :W0]
+        out = out.div_(weight)[..., :H0, :W0]   # in place: no second full-size output buffer
         fix = COLORFIX[colorfix]
         if fix is not None:
             out = fix(out, up[..., :H0, :W0])
-        return out.clamp(0, 1)
+        return out.clamp_(0, 1)
