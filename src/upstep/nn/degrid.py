@@ -35,9 +35,12 @@ def _kernels(period: int, sigma: float, device, dtype) -> tuple[torch.Tensor, to
     return (w / w.sum()).to(dtype), (w_phase / w_phase.sum()).to(dtype)
 
 
-def _separable(x: torch.Tensor, k: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+def _separable(x: torch.Tensor, k: torch.Tensor, dilation: int = 1, padded: bool = False) -> torch.Tensor:
+    """Depthwise separable correlation with the 1-D kernel ``k``; ``padded``: x already carries the
+    kernel's radius of replicate padding on every side."""
     c, r = x.shape[1], k.numel() // 2 * dilation
-    x = F.pad(x, (r, r, r, r), mode="replicate")
+    if not padded:
+        x = F.pad(x, (r, r, r, r), mode="replicate")
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, dilation=(1, dilation))
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, dilation=(dilation, 1))
 
@@ -45,10 +48,16 @@ def _separable(x: torch.Tensor, k: torch.Tensor, dilation: int = 1) -> torch.Ten
 def local_periodic_component(x: torch.Tensor, period: int = 4, sigma: float = 6.0) -> torch.Tensor:
     """NCHW -> the locally ``period``-periodic part of ``x`` (same shape), see the module doc."""
     w, w_phase = _kernels(period, sigma, x.device, x.dtype)
-    return _separable(x, w_phase, dilation=period) - _separable(x, w)
+    r = w.numel() // 2                       # = (w_phase.numel() // 2) * period: one padding serves both
+    xp = F.pad(x, (r, r, r, r), mode="replicate")
+    return _separable(xp, w_phase, dilation=period, padded=True) - _separable(xp, w, padded=True)
 
 
 def degrid_latent(z: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
     """A pixel-unshuffle latent with the notch applied in pixel space (``sigma`` in HR px)."""
-    x = F.pixel_shuffle(z, factor)
-    return F.pixel_unshuffle(x - local_periodic_component(x, factor, sigma), factor)
+    # Under autocast, in its dtype (bf16 on CPU: the blur is memory-bound, half the bytes) and
+    # contiguous NCHW (depthwise convolutions on a channels-last bf16 tensor take a far slower path).
+    dev = z.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else z.dtype
+    x = F.pixel_shuffle(z.contiguous().to(dtype), factor)
+    return F.pixel_unshuffle(x - local_periodic_component(x, factor, sigma), factor).to(z.dtype)
