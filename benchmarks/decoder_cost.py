@@ -90,10 +90,10 @@ def main() -> None:
     plain = copy.deepcopy(model)     # pixel_shuffle only, no grid notch
     plain.autoencoder = PixelUnshuffleAutoencoder(model.autoencoder.factor, model.autoencoder.in_channels,
                                                   model.autoencoder.scaling)
-    plain.degrid_sigma = 0.0
+    plain.set_degrid(0.0)
     if args.decoder == "model":      # the model's own decoder and notch, as trained
         refined = model
-        decoder = {**{k: v for k, v in model.autoencoder.config().items()}, "degrid_sigma": model.degrid_sigma}
+        decoder = {**model.autoencoder.config(), "degrid_sigma": model.degrid_sigma}
     else:
         refined = copy.deepcopy(plain)
         decoder = json.loads(args.decoder)

@@ -403,7 +403,7 @@ def test_degrid_model_blocks_grain_in_its_output_and_gradients(tmp_path):
     grain) into an image without it, saves and loads the setting, and a loss that rewards the
     grain sends (almost) no gradient to the U-Net's output."""
     m = make_tiny_model()
-    m.degrid_sigma = 6.0
+    m.set_degrid(6.0)
     z_l = m.autoencoder.encode(_texture(n=2))
     bias = torch.randn(1, 3, 16, 1, 1, generator=torch.Generator().manual_seed(1)) * 0.08
     bias = (bias - bias.mean(2, keepdim=True)).view(1, 48, 1, 1)     # per colour: a pattern, no DC

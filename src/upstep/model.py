@@ -78,8 +78,6 @@ class SRDiffusionModel(LatentSRModel):
         super().__init__()
         if target not in ("residual", "latent"):
             raise ValueError(f"target must be 'residual' or 'latent', got {target!r}")
-        if degrid_sigma and (target != "residual" or not isinstance(autoencoder, PixelUnshuffleAutoencoder)):
-            raise ValueError("degrid_sigma needs target 'residual' and a pixel-unshuffle latent")
         if unet.latent_channels != autoencoder.latent_channels:
             from upstep.errors import ConfigError
 
@@ -92,7 +90,14 @@ class SRDiffusionModel(LatentSRModel):
         self.target = target
         self.schedule = schedule or CosineSchedule()
         self.default_steps = default_steps
-        self.degrid_sigma = float(degrid_sigma)
+        self.degrid_sigma = 0.0
+        self.set_degrid(degrid_sigma)
+
+    def set_degrid(self, sigma: float) -> None:
+        """Pass the predicted residual through the grid notch (``from_target``); 0 turns it off."""
+        if sigma and (self.target != "residual" or not isinstance(self.autoencoder, PixelUnshuffleAutoencoder)):
+            raise ValueError("degrid_sigma needs target 'residual' and a pixel-unshuffle latent")
+        self.degrid_sigma = float(sigma)
 
     # ---- the pieces recipes use --------------------------------------------------------
     def to_target(self, z_h: torch.Tensor, z_l: torch.Tensor) -> torch.Tensor:

@@ -118,10 +118,10 @@ class PerceptualRecipe(Recipe):
         dev = accelerator.device
         self.degradation = cfg["data"].get("degradation", "bicubic")
         self.model = load_start_model(cfg, c["decoder"]).to(dev)
-        if c["degrid_sigma"]:
-            if not isinstance(self.model.autoencoder, PixelUnshuffleAutoencoder) or self.model.target != "residual":
-                raise ConfigError("perceptual.degrid_sigma needs a pixel-unshuffle model with target 'residual'")
-            self.model.degrid_sigma = float(c["degrid_sigma"])
+        try:
+            self.model.set_degrid(c["degrid_sigma"])
+        except ValueError as e:
+            raise ConfigError(f"perceptual.degrid_sigma: {e}") from None
         self.model.requires_grad_(False)
         self.model.unet.requires_grad_(bool(c["train_unet"])).train(bool(c["train_unet"]))
         ae = self.model.autoencoder
