@@ -25,6 +25,7 @@ from upstep.degrade.resize import imresize
 from upstep.diffusion.ddim import ddim_sample
 from upstep.diffusion.schedule import CosineSchedule
 from upstep.nn.autoencoders import Autoencoder, PixelUnshuffleAutoencoder, build_autoencoder
+from upstep.nn.degrid import degrid_latent
 from upstep.nn.unet import SRUNet, build_unet
 
 FORMAT_VERSION = 1
@@ -110,8 +111,6 @@ class SRDiffusionModel(LatentSRModel):
         if self.target != "residual":
             return z0
         if self.degrid_sigma:
-            from upstep.nn.degrid import degrid_latent
-
             z0 = degrid_latent(z0, self.autoencoder.factor, self.degrid_sigma)
         return z0 + z_l
 
