@@ -398,6 +398,18 @@ def test_degrid_notch_removes_a_4x4_pattern_and_keeps_the_image():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 37, 50)])
+def test_degrid_fft_equals_the_two_separable_gaussian_passes(shape):
+    """The notch runs as one FFT convolution; it must give the direct form's numbers, P = w_p * x - w * x
+    on the replicate-padded image (any size: the FFT length is padded to a fast one)."""
+    from upstep.nn.degrid import _kernels, _separable, local_periodic_component
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    w, w_phase = _kernels(4, 6.0, "cpu", torch.float32)
+    direct = _separable(x, w_phase, dilation=4) - _separable(x, w)
+    assert torch.allclose(local_periodic_component(x), direct, atol=1e-5)
+
+
 def test_degrid_model_blocks_grain_in_its_output_and_gradients(tmp_path):
     """A model with degrid_sigma turns a U-Net residual carrying a per-channel bias (the 4x4
     grain) into an image without it, saves and loads the setting, and a loss that rewards the

@@ -230,3 +230,28 @@ def test_auto_dtype_follows_the_cpu_flags(monkeypatch):
     assert pick_dtype("float32", cpu) == torch.float32
     with pytest.raises(UpstepError, match="float16"):
         pick_dtype("float16", cpu)  # never float16 on CPU
+
+
+def test_unet_without_mid_attention_is_convolutional_and_round_trips(tmp_path):
+    """``mid_attention: false`` drops the middle block's self-attention (fast-x4): no attention layer
+    is left and the setting is saved.
+    Configs written before the key existed load with attention, as they were trained."""
+    from diffusers.models.attention_processor import Attention
+
+    from upstep.model import SRDiffusionModel, load_model, save_model
+    from upstep.nn.autoencoders import PixelUnshuffleAutoencoder
+    from upstep.nn.unet import SRUNet, build_unet
+
+    def unet(**kw):
+        torch.manual_seed(0)
+        return SRUNet(48, block_out_channels=(16, 32, 32), norm_num_groups=8, zero_init_out=False, **kw)
+
+    assert any(isinstance(m, Attention) for m in unet().modules())
+    conv = unet(mid_attention=False)
+    assert not any(isinstance(m, Attention) for m in conv.modules())
+    model = SRDiffusionModel(PixelUnshuffleAutoencoder(4), conv, 4).eval()
+    save_model(model, tmp_path / "m")
+    assert load_model(tmp_path / "m").unet.config()["mid_attention"] is False
+    old = conv.config()
+    old.pop("mid_attention")
+    assert any(isinstance(m, Attention) for m in build_unet(old).modules())

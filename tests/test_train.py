@@ -41,9 +41,10 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_mixed_precision_resume_is_exact(tmp_path, precision):
+def test_mixed_precision_resume_is_exact(tmp_path, monkeypatch, precision):
     """A run killed mid-way under fp16 (autocast + GradScaler, on CPU too) or bf16 ends with the
     same weights, EMA, Adam moments and loss scale as an uninterrupted one."""
+    monkeypatch.setattr("upstep.train.loop.native_bf16", lambda: True)  # bf16 even where emulated
     # growth_interval 1: the loss scale doubles after every finite step, so a scaler that is
     # not restored (back to init_scale) would scale the resumed steps' fp16 gradients differently
     over = dict(steps=6, checkpoint_every=3, val_every=0, mixed_precision=precision,
@@ -72,6 +73,18 @@ def test_mixed_precision_resume_is_exact(tmp_path, precision):
     train(tiny_cfg(**{**over, "mixed_precision": "no", "steps": 3}), fp32, progress=False)
     x, y = _final_tensors(fp32), load_file(str(straight / "checkpoints" / "step_0000003" / "tensors.safetensors"))
     assert any(not torch.equal(x[k], y[k]) for k in x if k.startswith("module."))
+
+
+def test_bf16_training_falls_back_to_float32_without_native_bf16(monkeypatch):
+    """Emulated bf16 is ~20x slower than float32 on a CPU without AVX512-BF16/AMX: train in float32 and say so."""
+    from upstep.train.loop import make_accelerator
+
+    monkeypatch.setattr("upstep.train.loop.native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        acc = make_accelerator({"mixed_precision": "bf16", "device": "cpu"})
+    assert acc.mixed_precision == "no"
+    monkeypatch.setattr("upstep.train.loop.native_bf16", lambda: True)
+    assert make_accelerator({"mixed_precision": "bf16", "device": "cpu"}).mixed_precision == "bf16"
 
 
 def test_loss_goes_down_and_validation_is_logged(tmp_path):

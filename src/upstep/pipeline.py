@@ -107,11 +107,13 @@ class TiledUpscaler:
 
     def _run(self, up_tiles: torch.Tensor, noise: torch.Tensor, steps: int) -> torch.Tensor:
         x = up_tiles.to(self.device) * 2 - 1
-        if self.channels_last:
+        noise = noise.to(self.device)
+        if self.channels_last:  # the noise too: the U-Net concatenates it with the LR latent
             x = x.contiguous(memory_format=torch.channels_last)
+            noise = noise.contiguous(memory_format=torch.channels_last)
         autocast = self.dtype in (torch.bfloat16, torch.float16)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-            y = self.model.upscale_upsampled(x, steps=steps, noise=noise.to(self.device))
+            y = self.model.upscale_upsampled(x, steps=steps, noise=noise)
         return ((y.float().clamp(-1, 1) + 1) / 2).cpu()
 
     @torch.no_grad()

@@ -1,7 +1,10 @@
 """The denoising U-Net: diffusers ``UNet2DModel`` whose input is concat(noisy latent, LR latent).
 
 ``SRUNet(z_t, cond, t)`` with t in [0, 1] (continuous; fed to the sinusoidal time embedding
-as 1000 t). The output convolution starts at zero, so an untrained network predicts v = 0;
+as 1000 t). ``mid_attention`` (diffusers' default, on) puts self-attention over every latent
+position of the lowest level in the middle block: its cost grows with the square of the tile
+area, and it makes the output depend on the tile size; off, the network is convolutional
+throughout. The output convolution starts at zero, so an untrained network predicts v = 0;
 with the residual target and t = 1 that is exactly the bicubic upscale.
 
 ``diffusers_config`` (optional) is a full diffusers U-Net config: the network is built from it
@@ -22,6 +25,7 @@ class SRUNet(nn.Module):
     def __init__(self, latent_channels: int, cond_channels: int | None = None,
                  block_out_channels=(64, 128, 128), layers_per_block: int = 1,
                  attention: bool = False, norm_num_groups: int = 16, zero_init_out: bool = True,
+                 mid_attention: bool = True,
                  unet: nn.Module | None = None, diffusers_config: dict | None = None,
                  diffusers_class: str = "UNet2DModel", null_embedding_shape=None):
         super().__init__()
@@ -54,7 +58,7 @@ class SRUNet(nn.Module):
                 in_channels=latent_channels + cond_channels, out_channels=latent_channels,
                 block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
                 down_block_types=tuple(down), up_block_types=tuple(up),
-                norm_num_groups=norm_num_groups, attention_head_dim=8,
+                norm_num_groups=norm_num_groups, attention_head_dim=8, add_attention=mid_attention,
             )
             if zero_init_out:
                 nn.init.zeros_(unet.conv_out.weight)
@@ -63,7 +67,7 @@ class SRUNet(nn.Module):
         self._config = {"latent_channels": latent_channels, "cond_channels": cond_channels,
                         "block_out_channels": list(block_out_channels),
                         "layers_per_block": layers_per_block, "attention": attention,
-                        "norm_num_groups": norm_num_groups}
+                        "norm_num_groups": norm_num_groups, "mid_attention": mid_attention}
         if diffusers_config is not None:
             self._config["diffusers_config"] = diffusers_config
         self.register_buffer("null_embedding", None if null_embedding_shape is None
