@@ -184,6 +184,8 @@ QUICK = {"sizes": "128,512", "steps": "1", "memory_sizes": "256,1024", "untiled_
 
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="default-x4")
+    p.add_argument("--also", default="", help="comma-separated further models timed in the same rounds "
+                   "(their default 1-step path, rows named MODEL@1), e.g. fast-x4")
     p.add_argument("--quick", action="store_true",
                    help="128² and 512² at 1 step, memory at 256² and 1024² (a few minutes on 2 cores)")
     p.add_argument("--sizes", default="128,256,512", help="square LR input sizes for latency")
@@ -214,7 +216,7 @@ def _options(args) -> dict:
 
 def bench(args, command=None) -> dict:
     from upstep.api import load
-    from upstep.hardware import describe
+    from upstep.hardware import describe, native_bf16
     from upstep.peers import available_peers
 
     if args.threads:
@@ -232,8 +234,14 @@ def bench(args, command=None) -> dict:
     steps = sorted({int(v) for v in str(opt["steps"]).split(",") if v} | {1})
     peers = [p for p in available_peers(s, weights_dir=args.weights_dir)
              if p.name == "bicubic" or opt["peers"] == "all" or p.name in opt["peers"].split(",")]
+    also = {name: load(name, **default_kw) for name in args.also.split(",") if name}
+    for name, m in also.items():
+        if m.scale != s:
+            raise ValueError(f"--also {name}: a x{m.scale} model, but {args.model} is x{s}")
     prov = provenance(command)
-    peaks = {"start": {d: matmul_peak(getattr(torch, d), args.peak_n) for d in ("float32", "bfloat16")}}
+    # bf16's peak only where bf16 is native (or the run uses it): emulated, a 2048² product takes a minute
+    peak_dtypes = ("float32", "bfloat16") if native_bf16() or run_dtype == "bfloat16" else ("float32",)
+    peaks = {"start": {d: matmul_peak(getattr(torch, d), args.peak_n) for d in peak_dtypes}}
     print("matmul peak GFLOP/s at start:", peaks["start"])
 
     latency, first_s, prev = [], {}, None
@@ -280,6 +288,9 @@ def bench(args, command=None) -> dict:
             if v:
                 first_run(f"model@1 {v}", (lambda m=m: m.upscale_tensor(lr, steps=1)), variant_dtype[v],
                           scaled(f"model@1 {v}"))
+        for name, m in also.items():
+            first_run(f"{name}@1", (lambda m=m: m.upscale_tensor(lr, steps=1)),
+                      str(m.pipeline.dtype).replace("torch.", ""), scaled(f"{name}@1"))
         for peer in peers:  # the first run also loads the weights
             first_run(peer.name, (lambda peer=peer: peer.upscale(lr, s)), "float32", scaled(peer.name),
                       count=not type(peer).__name__.startswith("OpenCV"))
@@ -308,10 +319,10 @@ def bench(args, command=None) -> dict:
                                                            weights_dir=args.weights_dir)["peak_mem_mb"]
             if row["size"] == size:
                 print({k: v for k, v in row.items() if k != "runs_s"})
-    peaks["end"] = {d: matmul_peak(getattr(torch, d), args.peak_n) for d in ("float32", "bfloat16")}
+    peaks["end"] = {d: matmul_peak(getattr(torch, d), args.peak_n) for d in peak_dtypes}
     print("matmul peak GFLOP/s at end:", peaks["end"])
     for row in latency:
-        if "gflops" in row:
+        if "gflops" in row and row["dtype"] in peaks["start"]:
             peak = max(peaks["start"][row["dtype"]], peaks["end"][row["dtype"]])
             row["fraction_of_peak"] = row["gflops"] / peak
             row["implausible"] = row["gflops"] > 1.1 * peak
@@ -339,17 +350,22 @@ def bench(args, command=None) -> dict:
         load_end = None
     return {"model": args.model, "scale": s, "device": str(dev), "dtype": run_dtype, "tile": args.tile,
             "options": {**opt, "quick": args.quick, "budget_s": args.budget_s, "peak_n": args.peak_n}, **prov, "load_avg_1min_end": load_end,
-            "matmul_peak_gflops": peaks, "latency": latency, "memory": memory, "goal": _goal(latency)}
+            "matmul_peak_gflops": peaks, "latency": latency, "memory": memory,
+            "also": list(also), "goal": _goal(latency, ["model@1"] + [f"{n}@1" for n in also])}
 
 
-def _goal(latency: list[dict], peer: str = "realesr-general-x4v3", target: float = 2.5) -> list[dict]:
-    """The issue's speed goal: model@1 (default path) at least ``target`` x faster than ``peer``."""
+def _goal(latency: list[dict], methods=("model@1",), peer: str = "realesr-general-x4v3",
+          target: float = 2.5) -> list[dict]:
+    """The issue's speed goal: the model's 1-step path (and each ``--also`` model's) at least
+    ``target`` x faster than ``peer``, timed in the same rounds."""
     out = []
     for size in sorted({r["size"] for r in latency}):
         by = {r["method"]: r for r in latency if r["size"] == size and "median_s" in r}
-        if "model@1" in by and peer in by:
-            ratio = by[peer]["median_s"] / by["model@1"]["median_s"]
-            out.append({"size": size, "peer": peer, "speedup": ratio, "target": target, "met": ratio >= target})
+        for method in methods:
+            if method in by and peer in by:
+                ratio = by[peer]["median_s"] / by[method]["median_s"]
+                out.append({"size": size, "method": method, "peer": peer, "speedup": ratio, "target": target,
+                            "met": ratio >= target})
     return out
 
 
@@ -361,6 +377,8 @@ def _markdown(r: dict) -> str:
     def gflops(x):
         if "gflops" not in x:
             return "n/a"
+        if "fraction_of_peak" not in x:
+            return f"{x['gflops']:.1f} (no {x['dtype']} peak measured)"
         flag = " (above the matmul peak: implausible)" if x.get("implausible") else ""
         return f"{x['gflops']:.1f} ({100 * x['fraction_of_peak']:.0f} %){flag}"
     rows = [[x["size"], x["method"]] + ([x["dtype"], x["median_s"], _spread(x), x["time_vs_model1"], x["mp_per_s"],
@@ -373,8 +391,13 @@ def _markdown(r: dict) -> str:
                                          if "peak_mem_mb" in x else ["skipped", "", "", ""])
            for x in r["memory"]]
     pk = r["matmul_peak_gflops"]
-    goal = [[g["size"], f"{g['speedup']:.2f}x", f">= {g['target']}x", "met" if g["met"] else "not met"]
-            for g in r["goal"]]
+    goal = [[g["size"], g.get("method", "model@1"), f"{g['speedup']:.2f}x", f">= {g['target']}x",
+             "met" if g["met"] else "not met"] for g in r["goal"]]
+    model_name = {"model@1": f"{r['model']} (model@1)", **{f"{n}@1": n for n in r.get("also", [])}}
+    for row in goal:
+        row[1] = model_name.get(row[1], row[1])
+    bf16 = (f"bf16 {pk['start']['bfloat16']:.1f} / {pk['end']['bfloat16']:.1f}" if "bfloat16" in pk["start"]
+            else "bf16 not measured (this CPU has no native bf16: it is emulated, and the default path is float32)")
     o = r["options"]
     return "\n".join([
         f"# Speed and memory of `{r['model']}` (x{r['scale']}, {r['device']}, default path: {r['dtype']}, "
@@ -382,8 +405,7 @@ def _markdown(r: dict) -> str:
         provenance_md(r) + (f"; load average {r['load_avg_1min_end']:.2f} at end" if r.get("load_avg_1min_end")
                             is not None else ""), "",
         f"Matmul peak of this machine in this run ({r['options']['peak_n']}², best of 10), GFLOP/s: float32 {pk['start']['float32']:.1f} "
-        f"at start / {pk['end']['float32']:.1f} at end; bf16 {pk['start']['bfloat16']:.1f} / "
-        f"{pk['end']['bfloat16']:.1f}.", "",
+        f"at start / {pk['end']['float32']:.1f} at end; {bf16}.", "",
         f"{o['repeats']} timed rounds; in each round every method runs once, in turn (round-robin), after one "
         "untimed warm-up run of each (model@N: model@1's). Median and min–max of the runs. "
         "`vs model@1`: ratio to the default 1-step path at the same size. MACs: multiply-accumulates of the "
@@ -393,7 +415,7 @@ def _markdown(r: dict) -> str:
         md_table(["LR size", "method", "dtype", "median s", "min–max s", "vs model@1", "output MP/s",
                   "MACs / out px", "GFLOP/s (of peak)", "peak MB"], rows), "",
         "## Goal: default path vs Real-ESRGAN general-x4v3", "",
-        md_table(["LR size", "general-x4v3 time / model@1 time", "goal", "result"], goal) if goal
+        md_table(["LR size", "model", "general-x4v3 time / model time", "goal", "result"], goal) if goal
         else "(general-x4v3 not run: its weights are missing or --peers excluded it)", "",
         "## Memory with growing images (1 step)", "",
         "Image buffers: LR input, bicubic upsample, output, blend accumulator and the noise latent (float32); "
