@@ -199,3 +199,29 @@ def test_eval_patch_fid_is_opt_in_labelled_and_resumes(tmp_path, data_root):
     assert main(args[:-4] + ["--out", str(tmp_path / "r2")]) == 0
     assert "fid" not in json.loads((tmp_path / "r2" / "results.json").read_text())["sets"]["tiny"]["methods"]["bicubic"]
     assert main(args[:-6] + ["--metrics", "psnr,fid", "--out", str(tmp_path / "r3")]) == 2
+
+
+def test_fid_steps_and_a_shared_reference_folder(tmp_path, data_root):
+    """An ablation's arms share the model-independent FID features (HR, bicubic) and may give FID
+    only at some step counts: the reference is computed once, per scale, and reused by the next arm."""
+    from upstep.evaluate.runner import evaluate
+    from upstep.metrics.fid import inception_path
+    try:
+        inception_path()
+    except Exception as e:
+        pytest.skip(str(e))
+    ref = tmp_path / "reference"
+    kw = dict(peers="none", data_root=data_root, metrics=["psnr"], progress=False, fid_patches=6, fid_patch=48,
+              fid_steps=[1], fid_reference=ref)
+    a = evaluate(str(save_model(make_tiny_model(zero_out=True), tmp_path / "a")), ["tiny"], [1, 2], tmp_path / "ra", **kw)
+    m = a["sets"]["tiny"]["methods"]
+    assert m["model@1"]["fid"] == pytest.approx(m["bicubic"]["fid"], abs=1e-6)   # zero U-Net output == bicubic
+    assert not m["model@2"].get("fid", float("nan")) == m["model@2"].get("fid", float("nan"))  # no FID at 2 steps (NaN)
+    shared = sorted(ref.rglob("*.npy"))
+    assert {f.parent.name for f in shared} == {"HR", "bicubic"} and all("x4" in f.parts for f in shared)
+    own = {f.parent.name for f in (tmp_path / "ra" / "fid_features").rglob("*.npy")}
+    assert own == {"model_at1"}
+    stamps = [f.stat().st_mtime_ns for f in shared]
+    b = evaluate(str(save_model(make_tiny_model(), tmp_path / "b")), ["tiny"], [1], tmp_path / "rb", **kw)
+    assert [f.stat().st_mtime_ns for f in sorted(ref.rglob("*.npy"))] == stamps            # reused, not recomputed
+    assert b["sets"]["tiny"]["methods"]["bicubic"]["fid"] == m["bicubic"]["fid"]

@@ -80,7 +80,13 @@ def _load_records(path: Path) -> dict[tuple, dict]:
 def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, peers: str = "all",
              limit: int = 0, metrics: list[str] | None = None, data_root=None, weights_dir=None,
              device: str = "auto", seed: int = 0, fresh: bool = False, progress: bool = True,
-             command: list[str] | None = None, fid_patches: int = 0, fid_patch: int = DEFAULT_PATCH) -> dict:
+             command: list[str] | None = None, fid_patches: int = 0, fid_patch: int = DEFAULT_PATCH,
+             fid_steps: list[int] | None = None, fid_reference: Path | None = None) -> dict:
+    """Evaluate one model on ``sets`` at each DDIM step count in ``steps``, beside bicubic and
+    ``peers``; per-image records in ``out/records.jsonl`` make it resume. ``fid_patches`` > 0 adds
+    the patch FID, for the step counts in ``fid_steps`` (default: all); ``fid_reference`` is a
+    folder for the features that do not depend on the model (HR and bicubic patches, per scale),
+    shared by every evaluation that names it (an ablation's arms)."""
     from upstep.api import load
 
     up = load(model_name, device=device, dtype="float32")  # reference numbers: the same on every CPU
@@ -105,7 +111,10 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
         shutil.rmtree(out / "fid_features")
     done = _load_records(rec_path)
     opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]
-    fid = _FidCache(out, fid_patches, fid_patch, seed, up.device) if fid_patches else None
+    fid = (_FidCache(out, fid_patches, fid_patch, seed, up.device, fid_reference and Path(fid_reference) / f"x{scale}")
+           if fid_patches else None)
+    fid_methods = [m for m, (kind, arg) in methods.items()
+                   if kind != "model" or fid_steps is None or arg in fid_steps] + ["HR"]
     total = sum((min(limit, len(b.items)) if limit else len(b.items)) for b in opened) * len(methods)
     bar = tqdm(total=total, desc="eval", disable=not progress)
     crops: dict[str, dict] = {}
@@ -118,7 +127,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                 keys = [(bset.name, meth, item.name) for meth in methods]
                 need_crop = i == 0 and bset.paired
                 n_items = len(items)
-                need_fid = {meth for meth in list(methods) + ["HR"]
+                need_fid = {meth for meth in fid_methods
                             if fid and bset.paired and not fid.has(bset.name, n_items, meth, item.name)}
                 if all(k in done for k in keys) and not need_crop and not need_fid:
                     bar.update(len(keys))
@@ -176,15 +185,20 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
 class _FidCache:
     """Patch-FID features per (set, method, image) in ``out/fid_features/`` (plain .npy, loaded
     without pickle), so an interrupted evaluation resumes. "HR" holds the reference patches.
-    Folder names carry the patch settings: changing them starts a new cache."""
+    Folder names carry the patch settings: changing them starts a new cache. With ``reference``,
+    the model-independent features (HR, bicubic) live there instead, shared between evaluations."""
 
-    def __init__(self, out: Path, n_patches: int, patch: int, seed: int, device):
+    SHARED = ("HR", "bicubic")
+
+    def __init__(self, out: Path, n_patches: int, patch: int, seed: int, device, reference: Path | None = None):
         self.root, self.n, self.patch, self.seed = out / "fid_features", n_patches, patch, seed
+        self.reference = Path(reference) if reference else self.root
         self.net = load_inception(device)
 
     def _file(self, set_name: str, n_items: int, method: str, image: str) -> Path:
         k = patches_per_image(self.n, n_items)
-        return self.root / f"{set_name}_k{k}_p{self.patch}_s{self.seed}" / method.replace("@", "_at") / f"{image}.npy"
+        root = self.reference if method in self.SHARED else self.root
+        return root / f"{set_name}_k{k}_p{self.patch}_s{self.seed}" / method.replace("@", "_at") / f"{image}.npy"
 
     def has(self, set_name, n_items, method, image) -> bool:
         return self._file(set_name, n_items, method, image).is_file()
