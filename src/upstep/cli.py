@@ -25,6 +25,8 @@ def _add_upscale(sub):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), else float32")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                   help="auto: ONNX Runtime for float32 on a CPU when installed, else torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--colorfix", default="none", choices=("none", "wavelet", "adain"))
     p.add_argument("--tile", default="auto",
@@ -85,7 +87,8 @@ def run_upscale(args) -> int:
     if not files:
         raise UpstepError(f"no images found in {', '.join(inputs)}")
     model_name = args.model or default_model_for(args.scale)
-    up = load(model_name, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap)
+    up = load(model_name, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+              backend=args.backend)
     if up.scale != args.scale:
         raise UpstepError(f"model {model_name} upscales x{up.scale}, but --scale {args.scale} was asked; "
                           f"drop --model or pick a x{args.scale} model")

@@ -70,8 +70,15 @@ class TiledUpscaler:
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  tile: int | str = "auto", overlap: int = 16, tile_batch: int = 4,
-                 channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX):
+                 channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX, backend: str = "torch"):
         self.device = torch.device(device)
+        self.backend = backend
+        if backend == "onnxruntime":  # the networks in ORT (upstep.onnx_backend); it takes NCHW arrays
+            from upstep.onnx_backend import onnx_model
+
+            model, channels_last = onnx_model(model), False
+        elif backend != "torch":
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
         # channels_last (NHWC) lets oneDNN pick its faster CPU convolutions (`upstep bench`: float32 vs float32, NCHW)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -40,10 +40,10 @@ from torch import nn
 from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
 
 # model variants timed beside the default path at 1 step: what each speed change buys
-VARIANTS = {"float32": {"dtype": "float32"},
-            "float32, NCHW": {"dtype": "float32", "channels_last": False},
-            "float32, NCHW, tile 128 (pre-issue-13 default)": {"dtype": "float32", "tile": 128,
-                                                                "channels_last": False}}
+VARIANTS = {"float32, torch": {"dtype": "float32", "backend": "torch"},
+            "float32, torch, NCHW": {"dtype": "float32", "channels_last": False, "backend": "torch"},
+            "float32, torch, NCHW, tile 128 (pre-issue-13 default)": {"dtype": "float32", "tile": 128,
+                                                                       "channels_last": False, "backend": "torch"}}
 
 
 class PeakMemory:
@@ -200,6 +200,7 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--tile", default="auto", help="LR tile size or auto (the default path)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--peak-n", type=int, default=2048, help="matrix size of the matmul peak measurement")
     p.add_argument("--out", "-o", default="docs/results/bench")
@@ -223,7 +224,7 @@ def bench(args, command=None) -> dict:
         torch.set_num_threads(args.threads)
     opt = _options(args)
     tile = args.tile if args.tile == "auto" else int(args.tile)
-    default_kw = {"device": args.device, "dtype": args.dtype, "tile": tile}
+    default_kw = {"device": args.device, "dtype": args.dtype, "tile": tile, "backend": args.backend}
     up = load(args.model, **default_kw)
     dev, s = up.device, up.scale
     run_dtype = str(up.pipeline.dtype).replace("torch.", "")
@@ -238,6 +239,10 @@ def bench(args, command=None) -> dict:
     for name, m in also.items():
         if m.scale != s:
             raise ValueError(f"--also {name}: a x{m.scale} model, but {args.model} is x{s}")
+    # torch twins of the ORT-run models, for counting their MACs
+    twins = {id(m): load(n, **{**kw, "backend": "torch"})
+             for n, m, kw in [(args.model, up, default_kw), *((n, m, default_kw) for n, m in also.items())]
+             if m.backend != "torch"}
     prov = provenance(command)
     # bf16's peak only where bf16 is native (or the run uses it): emulated, a 2048² product takes a minute
     peak_dtypes = ("float32", "bfloat16") if native_bf16() or run_dtype == "bfloat16" else ("float32",)
@@ -250,9 +255,12 @@ def bench(args, command=None) -> dict:
         out_px = (size * s) ** 2
         fns, rows = {}, {}
 
-        def first_run(name: str, fn, dtype: str, est: float | None, count: bool = True) -> None:
+        def first_run(name: str, fn, dtype: str, est: float | None, count: bool = True, backend: str = "torch",
+                      mac_fn=None) -> None:
             """The untimed first run of a method: its warm-up, its MAC count, and its time for the
-            budget (estimated beforehand from the previous size, so a hopeless run never starts)."""
+            budget (estimated beforehand from the previous size, so a hopeless run never starts).
+            ``mac_fn``: the same computation in torch, whose layers the counter sees (ORT's are not
+            torch modules)."""
             if est is not None and est > args.budget_s:
                 rows[name] = {"size": size, "method": name,
                               "skipped": f"estimated {est:.0f} s per run > --budget-s {args.budget_s:.0f}"}
@@ -261,13 +269,22 @@ def bench(args, command=None) -> dict:
                 t0 = time.perf_counter()
                 fn()
                 first_s[name] = time.perf_counter() - t0
+            if mac_fn is not None:
+                with MacCounter() as mc:
+                    mac_fn()
             fns[name] = fn
-            rows[name] = {"size": size, "method": name, "dtype": dtype, "macs": mc.macs if count else None}
+            rows[name] = {"size": size, "method": name, "dtype": dtype, "backend": backend,
+                          "macs": mc.macs if count else None}
+
+        def model_run(name: str, m, dtype: str) -> None:
+            twin = twins.get(id(m))
+            first_run(name, lambda: m.upscale_tensor(lr, steps=1), dtype, scaled(name), backend=m.backend,
+                      mac_fn=(lambda: twin.upscale_tensor(lr, steps=1)) if twin else None)
 
         def scaled(name: str) -> float | None:
             return first_s[name] * (size / prev) ** 2 if prev and name in first_s else None
 
-        first_run("model@1", lambda: up.upscale_tensor(lr, steps=1), run_dtype, scaled("model@1"))
+        model_run("model@1", up, run_dtype)
         if "model@1" not in fns:  # over budget: so is everything else at this size and above
             latency.append(rows["model@1"])
             break
@@ -280,17 +297,16 @@ def bench(args, command=None) -> dict:
                 continue
             if per_step is None:
                 with MacCounter() as mc2:
-                    up.upscale_tensor(lr, steps=2)
+                    twins.get(id(up), up).upscale_tensor(lr, steps=2)
                 per_step = mc2.macs - macs1
             fns[name] = (lambda n=n: up.upscale_tensor(lr, steps=n))
-            rows[name] = {"size": size, "method": name, "dtype": run_dtype, "macs": macs1 + (n - 1) * per_step}
+            rows[name] = {"size": size, "method": name, "dtype": run_dtype, "backend": up.backend,
+                          "macs": macs1 + (n - 1) * per_step}
         for v, m in models.items():
             if v:
-                first_run(f"model@1 {v}", (lambda m=m: m.upscale_tensor(lr, steps=1)), variant_dtype[v],
-                          scaled(f"model@1 {v}"))
+                model_run(f"model@1 {v}", m, variant_dtype[v])
         for name, m in also.items():
-            first_run(f"{name}@1", (lambda m=m: m.upscale_tensor(lr, steps=1)),
-                      str(m.pipeline.dtype).replace("torch.", ""), scaled(f"{name}@1"))
+            model_run(f"{name}@1", m, str(m.pipeline.dtype).replace("torch.", ""))
         for peer in peers:  # the first run also loads the weights
             first_run(peer.name, (lambda peer=peer: peer.upscale(lr, s)), "float32", scaled(peer.name),
                       count=not type(peer).__name__.startswith("OpenCV"))
@@ -348,7 +364,8 @@ def bench(args, command=None) -> dict:
         load_end = os.getloadavg()[0]
     except OSError:
         load_end = None
-    return {"model": args.model, "scale": s, "device": str(dev), "dtype": run_dtype, "tile": args.tile,
+    return {"model": args.model, "scale": s, "device": str(dev), "dtype": run_dtype, "backend": up.backend,
+            "tile": args.tile,
             "options": {**opt, "quick": args.quick, "budget_s": args.budget_s, "peak_n": args.peak_n}, **prov, "load_avg_1min_end": load_end,
             "matmul_peak_gflops": peaks, "latency": latency, "memory": memory,
             "also": list(also), "goal": _goal(latency, ["model@1"] + [f"{n}@1" for n in also])}
@@ -381,7 +398,8 @@ def _markdown(r: dict) -> str:
             return f"{x['gflops']:.1f} (no {x['dtype']} peak measured)"
         flag = " (above the matmul peak: implausible)" if x.get("implausible") else ""
         return f"{x['gflops']:.1f} ({100 * x['fraction_of_peak']:.0f} %){flag}"
-    rows = [[x["size"], x["method"]] + ([x["dtype"], x["median_s"], _spread(x), x["time_vs_model1"], x["mp_per_s"],
+    rows = [[x["size"], x["method"]] + ([x["dtype"] + (f", {x['backend']}" if x.get("backend", "torch") != "torch" else ""),
+                                         x["median_s"], _spread(x), x["time_vs_model1"], x["mp_per_s"],
                                          f"{x['macs_per_out_px'] / 1e3:.1f} k" if "macs_per_out_px" in x else "n/a",
                                          gflops(x), x.get("peak_mem_mb", float("nan"))]
                                         if "median_s" in x else ["skipped: " + x["skipped"]] + [""] * 8)
@@ -401,6 +419,7 @@ def _markdown(r: dict) -> str:
     o = r["options"]
     return "\n".join([
         f"# Speed and memory of `{r['model']}` (x{r['scale']}, {r['device']}, default path: {r['dtype']}, "
+        f"{r.get('backend', 'torch')}, "
         f"tile {r['tile']})", "",
         provenance_md(r) + (f"; load average {r['load_avg_1min_end']:.2f} at end" if r.get("load_avg_1min_end")
                             is not None else ""), "",

@@ -89,7 +89,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     shared by every evaluation that names it (an ablation's arms)."""
     from upstep.api import load
 
-    up = load(model_name, device=device, dtype="float32")  # reference numbers: the same on every CPU
+    up = load(model_name, device=device, dtype="float32", backend="torch")  # reference numbers: the same on every CPU
     scale = up.scale
     ok, missing = available_metrics(weights_dir)
     if metrics and "fid" in metrics:

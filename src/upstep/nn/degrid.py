@@ -94,4 +94,7 @@ def local_periodic_component(x: torch.Tensor, period: int = 4, sigma: float = 6.
 def degrid_latent(z: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
     """A pixel-unshuffle latent with the notch applied in pixel space (``sigma`` in HR px)."""
     x = F.pixel_shuffle(z.contiguous().float(), factor)
-    return F.pixel_unshuffle(x - local_periodic_component(x, factor, sigma), factor).to(z.dtype)
+    out = F.pixel_unshuffle(x - local_periodic_component(x, factor, sigma), factor).to(z.dtype)
+    if z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last) and not z.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)  # keep the caller's layout (the decoder's convs)
+    return out
