@@ -7,7 +7,8 @@ tiles):
     reference   float32, NCHW, --tile 128
     auto tile   + one tile per image up to the memory budget (``tile="auto"``)
     NHWC        + channels_last
-    default     + bf16 autocast where the CPU has native bf16 = ``upstep.load("default-x4")``
+    auto dtype  + bf16 autocast where the CPU has native bf16
+    default     + ONNX Runtime where it runs (float32 on a CPU) = ``upstep.load("default-x4")``
 
 A change is kept only if the set's mean PSNR-Y moves by at most 0.05 dB and its mean LPIPS-alex by
 at most 0.002 (the issue's bar); the worst single image is shown too. Speed is measured by
@@ -33,7 +34,7 @@ from upstep.evaluate.sets import open_set
 from upstep.hardware import default_dtype
 from upstep.metrics import measure
 from upstep.model import load_model
-from upstep.api import resolve_model
+from upstep.api import pick_backend, resolve_model
 from upstep.pipeline import TiledUpscaler
 
 MAX_PSNR_DB, MAX_LPIPS = 0.05, 0.002
@@ -42,11 +43,15 @@ MAX_PSNR_DB, MAX_LPIPS = 0.05, 0.002
 def arms(model_name: str) -> dict[str, TiledUpscaler]:
     base = load_model(resolve_model(model_name))
     cpu = torch.device("cpu")
+    dtype = default_dtype(cpu)
+    backend = pick_backend("auto", base, cpu, dtype)
     spec = {"reference (float32, NCHW, tile 128)": dict(dtype=torch.float32, tile=128, channels_last=False),
             "+ auto tile": dict(dtype=torch.float32, tile="auto", channels_last=False),
             "+ channels_last": dict(dtype=torch.float32, tile="auto", channels_last=True),
-            f"+ {'bf16 autocast' if default_dtype(cpu) == torch.bfloat16 else 'auto dtype (float32 here)'}"
-            " = default": dict(dtype=default_dtype(cpu), tile="auto", channels_last=True)}
+            f"+ {'bf16 autocast' if dtype == torch.bfloat16 else 'auto dtype (float32 here)'}":
+                dict(dtype=dtype, tile="auto", channels_last=True),
+            f"+ auto backend ({backend} here) = default": dict(dtype=dtype, tile="auto", channels_last=True,
+                                                                backend=backend)}
     return {name: TiledUpscaler(copy.deepcopy(base), cpu, **kw) for name, kw in spec.items()}
 
 

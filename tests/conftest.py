@@ -12,6 +12,11 @@ from upstep.train.data import _is_val
 # Tests run tiny tensors: one thread avoids OpenMP spin-wait contention, which made tiny steps
 # 100x slower whenever another process (a training run, a second pytest) shared the cores.
 torch.set_num_threads(1)
+# ONNX exports (upstep.onnx_backend) go to a folder of this test session, not the user's cache
+if "UPSTEP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["UPSTEP_CACHE"] = tempfile.mkdtemp(prefix="upstep-test-cache-")
 if torch.cuda.is_available():  # on a GPU machine (scripts/gpu_check.sh) the exact-resume tests compare
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # bitwise: deterministic kernels
     torch.backends.cudnn.benchmark = False
