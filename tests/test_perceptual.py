@@ -435,3 +435,23 @@ def test_degrid_model_blocks_grain_in_its_output_and_gradients(tmp_path):
     assert load_model(tmp_path / "m").degrid_sigma == 6.0
     with pytest.raises(ValueError, match="degrid_sigma"):
         type(m)(m.autoencoder, m.unet, 4, target="latent", degrid_sigma=6.0)
+
+
+@needs_wheel
+def test_perceptual_run_with_the_frozen_efficientnet_resumes_exactly(start_model, tmp_path):
+    """A perceptual run (frozen EfficientNet-Lite0 in D_H and the feature loss) killed after its
+    first checkpoint resumes and ends with the uninterrupted run's weights. (The frozen BatchNorms'
+    step counters reach the checkpoint; restoring them used to fail the resume.)"""
+    from safetensors.torch import load_file
+
+    from upstep.train.loop import train
+
+    cfg = perceptual_cfg(start_model)
+    cfg["train"].update(steps=4, checkpoint_every=2, val_every=0)
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "broken", stop_after=3, progress=False)
+    assert not (tmp_path / "broken" / "model").exists()
+    train(cfg, tmp_path / "broken", progress=False)
+    a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "broken" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -107,7 +107,14 @@ def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, sca
     state = json.loads((Path(path) / "state.json").read_text())
     for name, m in modules.items():
         p = f"module.{name}."
-        m.load_state_dict({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
+        saved = {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+        # a frozen network (upstep.nn.efficientnet) restores none of its buffers, but its BatchNorms'
+        # step counters still reach the checkpoint (BatchNorm saves them itself): a counter, not state
+        missing, unexpected = m.load_state_dict(saved, strict=False)
+        unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise RuntimeError(f"{path}: the {name} weights do not match the run's networks "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, e in emas.items():
         p = f"ema.{name}."
         e.load_state_dict({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)},
