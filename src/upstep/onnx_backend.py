@@ -71,6 +71,7 @@ def _session(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path:
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.enable_cpu_mem_arena = False  # the arena keeps every tile shape's peak: memory would grow with the image
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
