@@ -15,8 +15,19 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 
-def _model_with_decoder():
+def _conv_model():
+    """The tiny test model with a U-Net without self-attention (what ORT runs, like fast-x4)."""
+    from upstep.nn.unet import SRUNet
+
     model = make_tiny_model()
+    torch.manual_seed(1)
+    model.unet = SRUNet(48, block_out_channels=(16, 32), norm_num_groups=8, mid_attention=False)
+    torch.nn.init.normal_(model.unet.unet.conv_out.weight, std=0.02)
+    return model.eval()
+
+
+def _model_with_decoder():
+    model = _conv_model()
     model.autoencoder = ResizeConvAutoencoder(4, width=16, blocks=1, hr_channels=8)
     torch.nn.init.normal_(model.autoencoder.residual[-1].weight, std=0.05)  # the branch really acts
     model.set_degrid(6.0)
@@ -56,8 +67,10 @@ def test_export_is_cached_and_reused(tmp_path, monkeypatch):
 
 def test_auto_picks_onnxruntime_only_where_it_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("UPSTEP_CACHE", str(tmp_path / "cache"))
-    model, cpu = make_tiny_model(), torch.device("cpu")
+    model, cpu = _conv_model(), torch.device("cpu")
     assert pick_backend("auto", model, cpu, torch.float32) == "onnxruntime"
+    # self-attention stays in torch (ORT would materialise every score matrix)
+    assert pick_backend("auto", make_tiny_model(), cpu, torch.float32) == "torch"
     assert pick_backend("auto", model, cpu, torch.bfloat16) == "torch"      # bf16 autocast stays in torch
     assert pick_backend("torch", model, cpu, torch.float32) == "torch"
     with pytest.raises(UpstepError, match="float32 on the CPU only"):
@@ -70,11 +83,13 @@ def test_auto_picks_onnxruntime_only_where_it_runs(tmp_path, monkeypatch):
         pick_backend("onnxruntime", model, cpu, torch.float32)
 
 
-def test_shipped_default_matches_torch_on_a_real_image(tmp_path, monkeypatch):
+def test_shipped_fast_model_matches_torch_on_a_real_image(tmp_path, monkeypatch):
     monkeypatch.setenv("UPSTEP_CACHE", str(tmp_path / "cache"))
     from upstep.io import read_image, to_model_rgb
 
     lr = to_model_rgb(read_image(Path(upstep.__file__).parent / "assets" / "sample.png"))[..., :64, :64]
-    ref = upstep.load("default-x4", device="cpu", dtype="float32", backend="torch").upscale_tensor(lr)
-    out = upstep.load("default-x4", device="cpu", dtype="float32", backend="onnxruntime").upscale_tensor(lr)
+    ref = upstep.load("fast-x4", device="cpu", dtype="float32", backend="torch").upscale_tensor(lr)
+    fast = upstep.load("fast-x4", device="cpu", dtype="float32")
+    assert fast.backend == "onnxruntime"                        # the default path for it here
+    out = fast.upscale_tensor(lr)
     assert (out - ref).abs().max() < 2e-4

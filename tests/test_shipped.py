@@ -44,7 +44,7 @@ def test_every_shipped_model_upscales_at_its_scale(name):
 
 # every shipped model's evaluation (`upstep eval`, peers in the same run), the README's source
 EVALS = {"default-x2": "eval_default_x2", "default-x4": "eval_default_x4", "default-x8": "eval_default_x8",
-         "fidelity-x4": "eval_fidelity_x4_shipped"}
+         "fidelity-x4": "eval_fidelity_x4_shipped", "fast-x4": "eval_fast_x4"}
 
 
 def test_every_shipped_model_has_its_evaluation():

@@ -105,7 +105,8 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
     if backend == "onnxruntime" and not ok:
         why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
                if not onnx_backend.installed() else
-               "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net")
+               "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net without "
+               "self-attention (mid_attention false, e.g. fast-x4)")
         raise UpstepError(f"backend onnxruntime: {why}")
     if backend == "auto":
         return "onnxruntime" if ok else "torch"

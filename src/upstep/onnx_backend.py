@@ -42,10 +42,15 @@ def installed() -> bool:
 
 
 def available(model, device: torch.device, dtype: torch.dtype) -> bool:
-    """ORT can run this model here: CPU, float32, a text-free U-Net, onnxruntime installed."""
+    """ORT can run this model here, and well: CPU, float32, a text-free U-Net without self-attention
+    (the exported attention materialises every N x N score matrix, where torch's fused kernel does
+    not: gigabytes for a 1024² tile), onnxruntime installed."""
+    from diffusers.models.attention_processor import Attention
+
     unet = getattr(getattr(model, "unet", None), "unet", None)
     return (device.type == "cpu" and dtype == torch.float32 and installed()
-            and getattr(model, "kind", None) == "vdiffusion" and type(unet).__name__ == "UNet2DModel")
+            and getattr(model, "kind", None) == "vdiffusion" and type(unet).__name__ == "UNet2DModel"
+            and not any(isinstance(m, Attention) for m in unet.modules()))
 
 
 def _digest(model: nn.Module) -> str:
@@ -71,6 +76,9 @@ def _session(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path:
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no spin-waiting between runs: ORT's threads would otherwise keep the cores busy while torch
+    # runs the steps between the networks (notch, pixel shuffles), and slow both down
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_cpu_mem_arena = False  # the arena keeps every tile shape's peak: memory would grow with the image
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
