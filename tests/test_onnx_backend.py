@@ -93,3 +93,25 @@ def test_shipped_fast_model_matches_torch_on_a_real_image(tmp_path, monkeypatch)
     assert fast.backend == "onnxruntime"                        # the default path for it here
     out = fast.upscale_tensor(lr)
     assert (out - ref).abs().max() < 2e-4
+
+
+def test_a_damaged_cache_file_or_an_unwritable_cache_does_not_stop_the_upscale(tmp_path, monkeypatch):
+    """The default path must not fail on the cache: a truncated export is replaced by a fresh one
+    (with a warning naming the file), and a cache path that is not a folder falls back to a
+    temporary export. Outputs stay those of torch."""
+    monkeypatch.setenv("UPSTEP_CACHE", str(tmp_path / "cache"))
+    model = _model_with_decoder()
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ref = Upscaler(model, device="cpu", dtype="float32", backend="torch").upscale_tensor(lr)
+    Upscaler(model, device="cpu", dtype="float32", backend="onnxruntime")
+    unet_file = next((tmp_path / "cache" / "onnx").glob("*_unet.onnx"))
+    unet_file.write_bytes(b"not an onnx file")
+    with pytest.warns(UserWarning, match=unet_file.name):
+        out = Upscaler(model, device="cpu", dtype="float32", backend="onnxruntime").upscale_tensor(lr)
+    assert (out - ref).abs().max() < 1e-4
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    monkeypatch.setenv("UPSTEP_CACHE", str(blocker))          # cache "folder" is a file: cannot be made
+    with pytest.warns(UserWarning, match="temporary folder"):
+        out = Upscaler(model, device="cpu", dtype="float32", backend="onnxruntime").upscale_tensor(lr)
+    assert (out - ref).abs().max() < 1e-4

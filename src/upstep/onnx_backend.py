@@ -4,13 +4,14 @@
 Runtime: the U-Net (diffusers ``UNet2DModel``) and, for the resize-convolution decoder, its
 learned branch. Everything else (bicubic upsampling, the noise, DDIM, the grid notch, pixel
 shuffles, tiling) stays in torch, so the sampler is the same code for both backends. ORT fuses
-each convolution with its activation and runs GroupNorm and SiLU in its own kernels; in float32
-on an AVX2 CPU that is ~1.3x faster than eager torch for the 1.1M-parameter U-Net
-(``upstep bench`` measures it beside the torch path).
+each convolution with its activation and runs GroupNorm and SiLU in its own kernels
+(``upstep bench --model fast-x4`` times it beside the torch path).
 
 The networks are exported once per model (``torch.onnx.export``, dynamic batch and tile size)
 into a cache folder (``$UPSTEP_CACHE``, default ``~/.cache/upstep``) under a name that is the
-SHA-1 of the model's config and weights, written atomically; later processes load the file.
+SHA-1 of the model's config and weights, written atomically; later processes load the file. A
+cache folder that cannot be written, or a cached file that cannot be read, falls back to a fresh
+export in a temporary folder: the upscale goes on.
 Only float32 (ORT's CPU kernels) and text-free U-Nets are supported; ``available(model, ...)``
 says whether a model and precision qualify.
 """
@@ -62,16 +63,18 @@ def _digest(model: nn.Module) -> str:
     return h.hexdigest()[:20]
 
 
-def _session(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path: Path):
+def _export(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path: Path) -> None:
+    def write(tmp):
+        with warnings.catch_warnings():  # the tracer's notes on diffusers' shape checks
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, args, tmp, input_names=names[:-1], output_names=names[-1:],
+                              dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    atomic_write(path, write, suffix=".onnx")
+
+
+def _options():
     import onnxruntime as ort
 
-    if not path.is_file():
-        def write(tmp):
-            with warnings.catch_warnings():  # the tracer's notes on diffusers' shape checks
-                warnings.simplefilter("ignore")
-                torch.onnx.export(net, args, tmp, input_names=names[:-1], output_names=names[-1:],
-                                  dynamic_axes=dynamic, opset_version=17, dynamo=False)
-        atomic_write(path, write, suffix=".onnx")
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
@@ -80,7 +83,26 @@ def _session(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path:
     # runs the steps between the networks (notch, pixel shuffles), and slow both down
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_cpu_mem_arena = False  # the arena keeps every tile shape's peak: memory would grow with the image
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return so
+
+
+def _session(net: nn.Module, args: tuple, names: list[str], dynamic: dict, path: Path):
+    """An ORT session for ``net`` from the cached export at ``path`` (made if missing). An
+    unwritable cache or an unreadable cached file: export again into a temporary folder."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    try:
+        if not path.is_file():
+            _export(net, args, names, dynamic, path)
+        return ort.InferenceSession(str(path), _options(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # OSError from the cache folder, ORT's own errors for a damaged file
+        warnings.warn(f"{path}: {e}; exporting again into a temporary folder (check {path.parent})", stacklevel=3)
+    with tempfile.TemporaryDirectory(prefix="upstep-onnx-") as tmp:
+        fresh = Path(tmp) / path.name
+        _export(net, args, names, dynamic, fresh)
+        return ort.InferenceSession(str(fresh), _options(), providers=["CPUExecutionProvider"])
 
 
 def _run(session, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
