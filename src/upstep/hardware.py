@@ -70,3 +70,28 @@ def describe() -> dict:
     except OSError:
         pass
     return info
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (HEAP_MAX_SIZE / 2)
+
+
+@functools.lru_cache(maxsize=None)
+def reuse_freed_memory(trim_threshold: int = 2**30) -> bool:
+    """Ask glibc's malloc to keep freed buffers of up to 32 MB for reuse instead of returning them
+    to the kernel. CPU inference allocates and frees the same activation buffers on every call
+    (torch and ONNX Runtime both allocate through malloc); with glibc's defaults many of them are
+    fresh pages each time, and the kernel's page faults and zero-filling show up in every call's time.
+    Process-wide and at most ``trim_threshold`` bytes
+    of free memory kept; a no-op (False) where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from upstep.colorfix import COLORFIX
+from upstep.hardware import reuse_freed_memory
 
 # Output pixels per network call when tiling is automatic: 1024² (a 256² input at x4) needed about
 # 350 MB of working memory for default-x4 in float32 (the 2026-11-24 bench); the memory rows of
@@ -73,6 +74,10 @@ class TiledUpscaler:
                  channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX, backend: str = "torch"):
         self.device = torch.device(device)
         self.backend = backend
+        if self.device.type == "cpu":  # the activation buffers of one call are reused by the next
+            reuse_freed_memory()
+        if hasattr(model, "for_inference"):  # a copy with the decoder's faster, equivalent layers
+            model = model.for_inference()
         if backend == "onnxruntime":  # the networks in ORT (upstep.onnx_backend); it takes NCHW arrays
             from upstep.onnx_backend import onnx_model
 
@@ -121,7 +126,7 @@ class TiledUpscaler:
         autocast = self.dtype in (torch.bfloat16, torch.float16)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
             y = self.model.upscale_upsampled(x, steps=steps, noise=noise)
-        return ((y.float().clamp(-1, 1) + 1) / 2).cpu()
+        return y.float().clamp_(-1, 1).add_(1).mul_(0.5).cpu()  # y is the model's fresh output: in place
 
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
@@ -146,9 +151,10 @@ class TiledUpscaler:
         ys, xs = _positions(H, th, max(m, th - ov)), _positions(W, tw, max(m, tw - ov))
         batch = self.tile_batch if self.tile_hr is not None else max(1, min(self.tile_batch,
                                                                           self.auto_tile_px // (th * tw)))
-        out = torch.zeros(n, c, H, W)
-        weight = torch.zeros(1, 1, H, W)
         jobs = [(y, x) for y in ys for x in xs]
+        blend = len(jobs) > 1  # else one tile covers the image: its output is the image
+        out = torch.zeros(n, c, H, W) if blend else torch.empty(n, c, H, W)
+        weight = torch.zeros(1, 1, H, W) if blend else None
         # progress: True for a tqdm bar, or a callable told (tiles done, tiles in all) after each batch
         report = progress if callable(progress) else None
         bar = tqdm(total=len(jobs) * n, desc="tiles", disable=report is not None or not progress or len(jobs) * n < 2)
@@ -158,7 +164,9 @@ class TiledUpscaler:
                 up_t = torch.stack([up[b, :, y:y + th, x:x + tw] for y, x in chunk])
                 nz = torch.stack([noise[b, :, y // f:(y + th) // f, x // f:(x + tw) // f] for y, x in chunk])
                 hr_t = self._run(up_t, nz, steps)
-                for (y, x), t in zip(chunk, hr_t):
+                if not blend:
+                    out[b] = hr_t[0]
+                for (y, x), t in zip(chunk, hr_t if blend else ()):
                     wt = _ramp(th, ov, y == 0, y + th >= H)[:, None] * _ramp(tw, ov, x == 0, x + tw >= W)[None, :]
                     out[b, :, y:y + th, x:x + tw] += t * wt
                     if b == 0:
@@ -167,7 +175,9 @@ class TiledUpscaler:
                 if report:
                     report(b * len(jobs) + i + len(chunk), len(jobs) * n)
         bar.close()
-        out = out.div_(weight)[..., :H0, :W0]   # in place: no second full-size output buffer
+        if blend:
+            out.div_(weight)   # in place: no second full-size output buffer
+        out = out[..., :H0, :W0]
         fix = COLORFIX[colorfix]
         if fix is not None:
             out = fix(out, up[..., :H0, :W0])
