@@ -176,6 +176,9 @@ def _header(cols) -> list[str]:
 
 def main() -> None:
     global OUT, RUNS
+    from upstep.hardware import reuse_freed_memory
+
+    reuse_freed_memory()  # the same tensors are allocated every training step and every eval image
     from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

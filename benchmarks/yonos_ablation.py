@@ -244,6 +244,9 @@ def cell(budget: int, seed: int, runs: Path, out: Path, args, *, train_only: boo
 
 def main() -> None:
     global STEPS
+    from upstep.hardware import reuse_freed_memory
+
+    reuse_freed_memory()  # the same tensors are allocated every training step and every eval image
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=1200, help="B in the arm definitions (single run)")
     ap.add_argument("--budgets", default="", help="sweep mode: comma list of B, e.g. 1000,4000,16000; every arm of "

@@ -199,6 +199,9 @@ def _add_optional(sub, module: str, name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from upstep.hardware import reuse_freed_memory
+
+    reuse_freed_memory()  # every command allocates the same tensors again and again (training steps, tiles)
     try:
         return int(args.func(args) or 0)
     except UpstepError as e:

@@ -80,11 +80,11 @@ _MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (HEAP_MAX_SIZE / 2
 @functools.lru_cache(maxsize=None)
 def reuse_freed_memory(trim_threshold: int = 2**30) -> bool:
     """Ask glibc's malloc to keep freed buffers of up to 32 MB for reuse instead of returning them
-    to the kernel. CPU inference allocates and frees the same activation buffers on every call
+    to the kernel. CPU inference and training allocate and free the same buffers on every call
     (torch and ONNX Runtime both allocate through malloc); with glibc's defaults many of them are
     fresh pages each time, and the kernel's page faults and zero-filling show up in every call's time.
-    Process-wide and at most ``trim_threshold`` bytes
-    of free memory kept; a no-op (False) where the C library is not glibc."""
+    Process-wide, at most ``trim_threshold`` bytes of free memory kept; a no-op (False) where the
+    C library is not glibc."""
     import ctypes
     import ctypes.util
 
