@@ -459,6 +459,13 @@ def sweep_claims(summary: dict, sets: list[str]) -> dict:
     return out
 
 
+def _noise_note(comp: dict) -> str:
+    """How a distilled-minus-direct difference stands against the seed-to-seed noise."""
+    if comp["seeds"] < 2:
+        return ", 1 seed: noise not measured"
+    return ", within seed range" if comp["within_seed_range"] else f", outside the {comp['seeds']}-seed ranges"
+
+
 def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -> str:
     from upstep.evaluate.report import provenance_md
 
@@ -497,7 +504,7 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
             for b, c in by_b.items():
                 comp = c["distilled_beats_direct_at_1_step"]
                 cells_ = [("held" if comp[k]["held"] else "did not hold")
-                          + f" ({comp[k]['distilled_minus_direct']:+.3f}{', within seed range' if comp[k]['within_seed_range'] else ''})"
+                          + f" ({comp[k]['distilled_minus_direct']:+.3f}{_noise_note(comp[k])})"
                           if k in comp else "n/a" for k in METRICS]
                 rows.append([b, *cells_, "yes" if c["direct_improves_in_lpips_with_steps"] else "no",
                              c["direct_best_lpips_steps"]])
@@ -505,6 +512,13 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
                       "LPIPS/FID lower is better); the standard (direct) model improves in LPIPS with more DDIM steps.", "",
                       md_table(["budget B", "PSNR-Y", "LPIPS", "FID", "direct improves with steps", "direct's best LPIPS at"],
                                rows), ""]
+            gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["distilled_minus_direct"])
+                    for b, c in by_b.items() if "lpips" in c["distilled_beats_direct_at_1_step"]]
+            if len(gaps) > 1:  # issue 11: does distillation's 1-step advantage grow or shrink with budget?
+                trend = "grows" if -gaps[-1][1] > -gaps[0][1] else "shrinks"
+                lines += ["1-step LPIPS advantage of distillation (direct − distilled) by budget: "
+                          + ", ".join(f"B={b}: {-g:+.3f}" for b, g in gaps)
+                          + f"; from the smallest to the largest budget it {trend}.", ""]
     return "\n".join(lines)
 
 

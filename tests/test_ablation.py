@@ -113,5 +113,7 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
                              "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}},
                             ["set14"], 7.5, None)
     assert "unclipped" in text and "0.305 (0.300–0.310)" in text and "did not hold" in text
+    assert "B=1000: -0.020, B=4000: +0.030; from the smallest to the largest budget it grows" in text
+    assert "1 seed: noise not measured" in text and "within seed range" in text and "outside the 2-seed ranges" in text
     y.plot_sweep(summary, ["set14"], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
