@@ -257,42 +257,6 @@ def test_unet_without_mid_attention_is_convolutional_and_round_trips(tmp_path):
     assert any(isinstance(m, Attention) for m in build_unet(old).modules())
 
 
-@pytest.mark.parametrize("hw", [(1, 3), (2, 2), (5, 7), (16, 9)])
-def test_subpixel_resize_conv_equals_upsample_then_conv(hw):
-    from torch import nn
-
-    from upstep.nn.subpixel import SubpixelResizeConv
-
-    torch.manual_seed(0)
-    up, conv = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(6, 5, 3, padding=1)
-    x = torch.randn(2, 6, *hw)
-    with torch.no_grad():
-        ref, fast = conv(up(x)), SubpixelResizeConv(up, conv)(x)
-    assert fast.shape == ref.shape
-    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()   # borders included
-    with pytest.raises(ValueError, match="bilinear"):
-        SubpixelResizeConv(nn.Upsample(scale_factor=2, mode="nearest"), conv)
-
-
-def test_pipeline_runs_the_resize_decoder_in_subpixel_form_with_the_same_output():
-    from upstep.nn.autoencoders import ResizeConvAutoencoder
-    from upstep.nn.subpixel import SubpixelResizeConv
-
-    model = make_tiny_model()
-    model.autoencoder = ResizeConvAutoencoder(4, width=8, hr_channels=4)
-    torch.nn.init.normal_(model.autoencoder.residual[-1].weight, std=0.1)  # a decoder that acts
-    lr = torch.rand(1, 3, 12, 20, generator=torch.Generator().manual_seed(1))
-    pipe = TiledUpscaler(model, tile="auto")
-    folded = [m for m in pipe.model.modules() if isinstance(m, SubpixelResizeConv)]
-    assert len(folded) == 2   # both resize stages (x2, x2) of the x4 decoder
-    assert not any(isinstance(m, SubpixelResizeConv) for m in model.modules())   # the caller's model is untouched
-    with torch.no_grad():
-        up = model.upsample_lr(lr * 2 - 1)
-        noise = torch.randn(model.latent_shape(up), generator=torch.Generator().manual_seed(0))
-        ref = ((model.upscale_upsampled(up, 1, noise).clamp(-1, 1) + 1) / 2)
-    assert torch.allclose(pipe.upscale(lr, seed=0), ref, atol=1e-5)
-
-
 def test_cpu_pipeline_keeps_freed_buffers_for_reuse_on_glibc():
     import platform
 

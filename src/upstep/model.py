@@ -13,7 +13,6 @@ A saved model is a folder with ``config.json`` and ``model.safetensors`` (never 
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -61,13 +60,6 @@ class LatentSRModel(nn.Module):
         f = self.autoencoder.factor
         n, _, h, w = lr_up.shape
         return (n, self.unet.latent_channels, h // f, w // f)
-
-    def for_inference(self) -> "LatentSRModel":
-        """A copy in eval mode with its layers rewritten into faster forms that keep its outputs
-        (``Autoencoder.fold_for_inference``); the pipeline runs this copy, training never does."""
-        model = copy.deepcopy(self).eval()
-        model.autoencoder.fold_for_inference()
-        return model
 
     @torch.no_grad()
     def upscale_tensor(self, lr: torch.Tensor, steps: int | None = None,

@@ -79,11 +79,9 @@ def _options():
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's threads spin-wait between the ops of a run (waking sleeping threads per op costs more),
-    # but stop at the end of each run: spinning on would keep the cores busy while torch runs the
-    # steps between the networks (notch, pixel shuffles), and slow both down
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    so.add_session_config_entry("session.force_spinning_stop", "1")
+    # no spin-waiting between runs: ORT's threads would otherwise keep the cores busy while torch
+    # runs the steps between the networks (notch, pixel shuffles), and slow both down
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_cpu_mem_arena = False  # the arena keeps every tile shape's peak: memory would grow with the image
     return so
 

@@ -76,8 +76,6 @@ class TiledUpscaler:
         self.backend = backend
         if self.device.type == "cpu":  # the activation buffers of one call are reused by the next
             reuse_freed_memory()
-        if hasattr(model, "for_inference"):  # a copy with the decoder's faster, equivalent layers
-            model = model.for_inference()
         if backend == "onnxruntime":  # the networks in ORT (upstep.onnx_backend); it takes NCHW arrays
             from upstep.onnx_backend import onnx_model
 

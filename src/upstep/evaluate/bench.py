@@ -11,8 +11,9 @@ Timing (what makes the numbers checkable):
   the previous size x the area ratio) exceeds ``--budget-s`` is recorded as skipped, never
   extrapolated into a number.
 * each torch model's multiply-accumulates are counted from its layers' shapes (forward hooks on
-  every Conv2d / ConvTranspose2d / Linear / sub-pixel resize-convolution call and the attention
-  products, during the untimed run) for the input as run — tile overlaps included — so ``GFLOP/s = 2 x MACs / median s`` can be set against a float32 and
+  every Conv2d / ConvTranspose2d / Linear call and the attention products, during the untimed
+  run) for the input as run —
+  tile overlaps included — so ``GFLOP/s = 2 x MACs / median s`` can be set against a float32 and
   a bf16 matmul peak measured in the same run, at its start and end. A row above its peak is
   flagged implausible. OpenCV peers run outside torch: their MACs are not counted.
 * the machine is recorded: CPU model, the flags that decide speed (AVX-512, bf16, AMX), torch
@@ -37,7 +38,6 @@ import torch
 from torch import nn
 
 from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
-from upstep.nn.subpixel import SubpixelResizeConv
 
 # model variants timed beside the default path at 1 step: what each speed change buys
 VARIANTS = {"float32, torch": {"dtype": "float32", "backend": "torch"},
@@ -105,8 +105,6 @@ class MacCounter:
                           * mod.kernel_size[0] * mod.kernel_size[1])
         elif isinstance(mod, nn.Linear):
             self.macs += out.numel() * mod.in_features
-        elif isinstance(mod, SubpixelResizeConv):  # its convolution is functional; its border strips are Conv2d calls
-            self.macs += out.numel() * mod.weight.shape[1] * mod.weight.shape[2] * mod.weight.shape[3]
         elif type(mod).__name__ == "Attention" and hasattr(mod, "inner_dim"):  # the projections are Linear
             x = inputs[0] if inputs else out
             tokens = x[0, 0].numel() if x.ndim == 4 else x.shape[1]  # (B, C, H, W) or (B, N, C)

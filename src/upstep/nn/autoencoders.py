@@ -43,10 +43,6 @@ class Autoencoder(nn.Module):
     def config(self) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def fold_for_inference(self) -> None:
-        """Rewrite layers in place into faster forms with the same outputs; inference only (the
-        rewritten layers no longer follow the trained weights). Nothing to do by default."""
-
 
 class PixelUnshuffleAutoencoder(Autoencoder):
     def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0):
@@ -145,12 +141,6 @@ class ResizeConvAutoencoder(PixelUnshuffleAutoencoder):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return super().decode(z) + self.residual(z / self.scaling)
-
-    def fold_for_inference(self) -> None:
-        """Each (bilinear x2, 3x3 conv) pair of R as one sub-pixel convolution (``upstep.nn.subpixel``)."""
-        from upstep.nn.subpixel import fold_resize_convs
-
-        self.residual = fold_resize_convs(self.residual)
 
     def config(self) -> dict:
         return {**super().config(), "kind": "pixel_unshuffle_resize", "width": self.width,
