@@ -126,6 +126,18 @@ class TiledUpscaler:
             y = self.model.upscale_upsampled(x, steps=steps, noise=noise)
         return y.float().clamp_(-1, 1).add_(1).mul_(0.5).cpu()  # y is the model's fresh output: in place
 
+    def _accumulate(self, out: torch.Tensor, weight: torch.Tensor | None, corners: list[tuple[int, int]],
+                    tiles: torch.Tensor, H: int, W: int) -> None:
+        """Add each HR tile times its blending ramp into ``out`` (C, H, W) and, unless None, the
+        ramps into ``weight`` (1, 1, H, W); the ramps fall to the tile edges that overlap others."""
+        ov = self.overlap_hr
+        th, tw = tiles.shape[-2:]
+        for (y, x), t in zip(corners, tiles):
+            wt = _ramp(th, ov, y == 0, y + th >= H)[:, None] * _ramp(tw, ov, x == 0, x + tw >= W)[None, :]
+            out[:, y:y + th, x:x + tw] += t * wt
+            if weight is not None:
+                weight[0, 0, y:y + th, x:x + tw] += wt
+
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                 progress: bool = False) -> torch.Tensor:
@@ -162,13 +174,10 @@ class TiledUpscaler:
                 up_t = torch.stack([up[b, :, y:y + th, x:x + tw] for y, x in chunk])
                 nz = torch.stack([noise[b, :, y // f:(y + th) // f, x // f:(x + tw) // f] for y, x in chunk])
                 hr_t = self._run(up_t, nz, steps)
-                if not blend:
+                if blend:
+                    self._accumulate(out[b], weight if b == 0 else None, chunk, hr_t, H, W)
+                else:
                     out[b] = hr_t[0]
-                for (y, x), t in zip(chunk, hr_t if blend else ()):
-                    wt = _ramp(th, ov, y == 0, y + th >= H)[:, None] * _ramp(tw, ov, x == 0, x + tw >= W)[None, :]
-                    out[b, :, y:y + th, x:x + tw] += t * wt
-                    if b == 0:
-                        weight[0, 0, y:y + th, x:x + tw] += wt
                 bar.update(len(chunk))
                 if report:
                     report(b * len(jobs) + i + len(chunk), len(jobs) * n)

@@ -15,7 +15,8 @@ Timing (what makes the numbers checkable):
   run) for the input as run —
   tile overlaps included — so ``GFLOP/s = 2 x MACs / median s`` can be set against a float32 and
   a bf16 matmul peak measured in the same run, at its start and end. A row more than 10 % above
-  that peak (a large matmul is not a hard ceiling for a convolution) is flagged implausible. OpenCV peers run outside torch: their MACs are not counted.
+  that peak (a large matmul is not a hard ceiling for a convolution) is flagged implausible.
+  OpenCV peers run outside torch: their MACs are not counted.
 * the machine is recorded: CPU model, the flags that decide speed (AVX-512, bf16, AMX), torch
   threads, torch and oneDNN versions, load average at start and end.
 
