@@ -95,22 +95,21 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) -> str:
-    """``"auto"``: ONNX Runtime where it can run the model (CPU, float32, onnxruntime installed:
-    ``upstep.onnx_backend``), torch elsewhere (GPUs, bf16 autocast on a CPU with native bf16)."""
+    """``"auto"``: torch. ONNX Runtime (``upstep.onnx_backend``: CPU, float32, models without
+    self-attention) is an option, not the default: once freed buffers are reused
+    (``upstep.hardware.reuse_freed_memory``) it measured slower than torch for fast-x4
+    (``docs/results/bench_fast_x4``)."""
     from upstep import onnx_backend
 
     if backend not in BACKENDS:
         raise UpstepError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    ok = onnx_backend.available(model, device, dtype)
-    if backend == "onnxruntime" and not ok:
+    if backend == "onnxruntime" and not onnx_backend.available(model, device, dtype):
         why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
                if not onnx_backend.installed() else
                "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net without "
                "self-attention (mid_attention false, e.g. fast-x4)")
         raise UpstepError(f"backend onnxruntime: {why}")
-    if backend == "auto":
-        return "onnxruntime" if ok else "torch"
-    return backend
+    return "torch" if backend == "auto" else backend
 
 
 class Upscaler:
