@@ -368,3 +368,17 @@ def test_degradation_mixture_picks_one_pipeline_per_image():
         degrade(hr, 4, {"bicubic": 0.5, "avgpool": -0.5})
     with pytest.raises(ValueError, match="unknown degradation"):
         degrade(hr, 4, {"bicubic": 0.5, "nope": 0.5})
+
+
+@pytest.mark.parametrize("shape,size", [((1, 3, 37, 50), (148, 200)), ((2, 3, 128, 96), (32, 24)),
+                                        ((1, 3, 100, 100), (77, 133)), ((1, 1, 1, 5), (4, 20)),
+                                        ((1, 3, 150, 300), (600, 1200))])
+def test_banded_imresize_equals_the_dense_weight_matrices(shape, size):
+    """imresize applies MATLAB's weight matrices band by band; the dense products give the same image."""
+    from upstep.degrade.resize import _weight_matrix, imresize
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (h, w), (H, W) = shape[-2:], size
+    dense = torch.einsum("oh,nchw,pw->ncop", _weight_matrix(h, H, H / h, True), x, _weight_matrix(w, W, W / w, True))
+    assert torch.allclose(imresize(x, size=size), dense, atol=1e-12)
+    assert torch.allclose(imresize(x.float(), size=size), dense.float(), atol=1e-5)
