@@ -13,6 +13,7 @@ from conftest import make_tiny_model
 from test_colearn import grads_of, hr_batch
 from upstep.model import load_model, save_model
 from upstep.nn.autoencoders import PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder, ResizeConvAutoencoder
+from upstep.nn.degrid import degrid_latent
 from upstep.nn.diffaugment import diff_augment
 from upstep.paths import data_root
 from upstep.metrics.periodic import grid_energy
@@ -280,6 +281,29 @@ def test_perceptual_gradients_reach_exactly_the_intended_networks(start_model, t
 
 
 @needs_wheel
+def test_perceptual_without_a_decoder_trains_the_unet_behind_the_notch(start_model):
+    """decoder null + degrid_sigma: the model keeps its plain pixel-unshuffle latent, the U-Net
+    alone trains, and the generator's output is bicubic + the notched residual."""
+    r = make_perceptual(perceptual_cfg(start_model, decoder=None, degrid_sigma=6.0))
+    assert type(r.model.autoencoder) is PixelUnshuffleAutoencoder and r.model.degrid_sigma == 6.0
+    held = {id(p) for grp in r.optimizers["generator"].param_groups for p in grp["params"]}
+    assert held == {id(p) for p in r.model.unet.parameters()}
+    hr = hr_batch(seed=4, n=2, size=32)
+    logs = r.train_step(0, hr, torch.Generator().manual_seed(7))
+    assert np.isfinite(logs["loss"]) and "d_loss" in logs
+    m = r.model
+    z_l = m.autoencoder.encode(hr * 2 - 1)
+    eps = torch.randn(z_l.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sr = r.generator(z_l, eps)
+        t = torch.ones(2)
+        residual = m.schedule.z0_from_v(eps, m.predict_v(eps, z_l, t), t)
+    notched = degrid_latent(residual, 4, 6.0)
+    assert not torch.allclose(notched, residual, atol=1e-4)     # the notch acts on the residual ...
+    assert torch.allclose(sr, m.autoencoder.decode(notched + z_l), atol=1e-5)   # ... and only it is added
+
+
+@needs_wheel
 def test_perceptual_training_steps_lower_the_loss_on_a_fixed_batch(start_model):
     cfg = perceptual_cfg(start_model)
     cfg["train"]["lr"] = 1e-3
@@ -298,13 +322,14 @@ def test_perceptual_training_steps_lower_the_loss_on_a_fixed_batch(start_model):
     assert perceptual_loss() < before
 
 
-def test_perceptual_refuses_a_pixel_unshuffle_model_without_a_decoder(start_model):
+def test_perceptual_refuses_a_pixel_unshuffle_model_without_a_decoder_or_notch(start_model):
     from upstep.errors import ConfigError
     from upstep.recipes.perceptual import load_start_model
 
     cfg = perceptual_cfg(start_model)
-    with pytest.raises(ConfigError, match="learnable decoder"):
+    with pytest.raises(ConfigError, match="perceptual.decoder .* or perceptual.degrid_sigma"):
         load_start_model(cfg, None)
+    assert type(load_start_model(cfg, None, degrid=True).autoencoder) is PixelUnshuffleAutoencoder
     cfg["data"]["scale"] = 2
     with pytest.raises(ConfigError, match="x4 model"):
         load_start_model(cfg, {"channels": 8, "layers": 3})

@@ -29,7 +29,8 @@ Config::
     "init_from": "default-x4",
     "perceptual": {"train_unet": true,
                    "decoder": {"kind": "refine", "channels": 12, "layers": 3}
-                              (or {"kind": "resize", "width": 48, "blocks": 1, "hr_channels": 16}),
+                              (or {"kind": "resize", "width": 48, "blocks": 1, "hr_channels": 16},
+                               or null with degrid_sigma > 0: no decoder, no full-resolution layer),
                    "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
@@ -81,8 +82,10 @@ class OneStepGenerator(nn.Module):
         return m.autoencoder.decode(m.from_target(z0, z_l))
 
 
-def load_start_model(cfg: dict, decoder_cfg: dict | None) -> SRDiffusionModel:
-    """The PSNR-trained starting point, with a learnable decoder."""
+def load_start_model(cfg: dict, decoder_cfg: dict | None, degrid: bool = False) -> SRDiffusionModel:
+    """The PSNR-trained starting point, with a learnable decoder (``decoder_cfg``). A pixel-unshuffle
+    model may go without one (``decoder_cfg`` null) when its residual goes through the grid notch
+    (``degrid``): the notch then filters everything the model adds to the bicubic image."""
     from upstep.api import resolve_model
 
     path = cfg.get("model", {}).get("init_from") or cfg.get("init_from")   # --init-from wins
@@ -98,8 +101,10 @@ def load_start_model(cfg: dict, decoder_cfg: dict | None) -> SRDiffusionModel:
     ae = model.autoencoder
     if type(ae) is PixelUnshuffleAutoencoder:
         if not decoder_cfg:
+            if degrid:
+                return model
             raise ConfigError("perceptual: a pixel-unshuffle model needs perceptual.decoder "
-                              "({\"kind\": \"resize\"}): without a learnable decoder the "
+                              "({\"kind\": \"resize\"}) or perceptual.degrid_sigma > 0: with neither, the "
                               "adversarial gradients excite the 4x4 latent grid (checkerboards)")
         kw = dict(decoder_cfg)
         kind = kw.pop("kind", "refine")
@@ -117,7 +122,7 @@ class PerceptualRecipe(Recipe):
         self.c = c = section(cfg, "perceptual", DEFAULTS)
         dev = accelerator.device
         self.degradation = cfg["data"].get("degradation", "bicubic")
-        self.model = load_start_model(cfg, c["decoder"]).to(dev)
+        self.model = load_start_model(cfg, c["decoder"], degrid=bool(c["degrid_sigma"])).to(dev)
         try:
             self.model.set_degrid(c["degrid_sigma"])
         except ValueError as e:
