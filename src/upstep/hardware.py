@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 
 import torch
 
@@ -69,7 +70,19 @@ def describe() -> dict:
         info["load_avg_1min"] = os.getloadavg()[0]
     except OSError:
         pass
+    info["huge_pages"] = huge_pages()
     return info
+
+
+def huge_pages() -> str:
+    """How large CPU buffers get transparent huge pages: the kernel's policy (always / madvise /
+    never) and whether torch asks for them (THP_MEM_ALLOC_ENABLE, set by ``import upstep``)."""
+    try:
+        policy = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "unknown"
+    asked = os.environ.get("THP_MEM_ALLOC_ENABLE", "0") not in ("", "0")
+    return f"kernel {policy}, torch {'asks' if asked else 'does not ask'}"
 
 
 # glibc mallopt parameters (malloc.h)

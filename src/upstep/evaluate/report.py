@@ -52,5 +52,6 @@ def provenance_md(prov: dict) -> str:
     extra = "".join([f" ({m['torch_threads']} torch threads)" if "torch_threads" in m else "",
                      f", flags {' '.join(m['speed_flags'])}" if m.get("speed_flags") else "",
                      f", torch {m['torch']}", f", oneDNN {m['onednn']}" if m.get("onednn") else "",
-                     f", load average {m['load_avg_1min']:.2f} at start" if "load_avg_1min" in m else ""])
+                     f", load average {m['load_avg_1min']:.2f} at start" if "load_avg_1min" in m else "",
+                     f", transparent huge pages: {m['huge_pages']}" if "huge_pages" in m else ""])
     return f"Command: `{prov['command']}`  \nDate: {prov['date']}  \nMachine: {where}, {m['cpu_count']} CPU cores{extra}"
