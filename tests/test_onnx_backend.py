@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 
 
 def _conv_model():
-    """The tiny test model with a U-Net without self-attention (what ORT runs, like fast-x4)."""
+    """The tiny test model with a U-Net without self-attention (what ORT runs, like default-x4)."""
     from upstep.nn.unet import SRUNet
 
     model = make_tiny_model()
@@ -84,13 +84,13 @@ def test_auto_is_torch_and_onnxruntime_runs_only_where_it_can(tmp_path, monkeypa
         pick_backend("onnxruntime", model, cpu, torch.float32)
 
 
-def test_shipped_fast_model_matches_torch_on_a_real_image(tmp_path, monkeypatch):
+def test_shipped_default_model_matches_torch_on_a_real_image(tmp_path, monkeypatch):
     monkeypatch.setenv("UPSTEP_CACHE", str(tmp_path / "cache"))
     from upstep.io import read_image, to_model_rgb
 
     lr = to_model_rgb(read_image(Path(upstep.__file__).parent / "assets" / "sample.png"))[..., :64, :64]
-    ref = upstep.load("fast-x4", device="cpu", dtype="float32", backend="torch").upscale_tensor(lr)
-    fast = upstep.load("fast-x4", device="cpu", dtype="float32", backend="onnxruntime")
+    ref = upstep.load("default-x4", device="cpu", dtype="float32", backend="torch").upscale_tensor(lr)
+    fast = upstep.load("default-x4", device="cpu", dtype="float32", backend="onnxruntime")
     out = fast.upscale_tensor(lr)
     assert (out - ref).abs().max() < 2e-4
 

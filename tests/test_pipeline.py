@@ -237,7 +237,7 @@ def test_auto_dtype_follows_the_cpu_flags(monkeypatch):
 
 
 def test_unet_without_mid_attention_is_convolutional_and_round_trips(tmp_path):
-    """``mid_attention: false`` drops the middle block's self-attention (fast-x4): no attention layer
+    """``mid_attention: false`` drops the middle block's self-attention (default-x4): no attention layer
     is left and the setting is saved.
     Configs written before the key existed load with attention, as they were trained."""
     from diffusers.models.attention_processor import Attention

@@ -97,7 +97,7 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) -> str:
     """``"auto"``: torch. ONNX Runtime (``upstep.onnx_backend``: CPU, float32, models without
     self-attention) is an option, not the default: once freed buffers are reused
-    (``upstep.hardware.reuse_freed_memory``) it measured slower than torch for fast-x4
+    (``upstep.hardware.reuse_freed_memory``) it measured slower than torch for the former fast-x4
     (``docs/results/bench_fast_x4``)."""
     from upstep import onnx_backend
 
@@ -107,7 +107,7 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
         why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
                if not onnx_backend.installed() else
                "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net without "
-               "self-attention (mid_attention false, e.g. fast-x4)")
+               "self-attention (mid_attention false, e.g. default-x4)")
         raise UpstepError(f"backend onnxruntime: {why}")
     return "torch" if backend == "auto" else backend
 

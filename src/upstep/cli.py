@@ -26,7 +26,7 @@ def _add_upscale(sub):
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), else float32")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
-                   help="auto: torch; onnxruntime: the U-Net and decoder in ONNX Runtime (float32 CPU, models without self-attention, e.g. fast-x4)")
+                   help="auto: torch; onnxruntime: the U-Net and decoder in ONNX Runtime (float32 CPU, models without self-attention, e.g. default-x4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--colorfix", default="none", choices=("none", "wavelet", "adain"))
     p.add_argument("--tile", default="auto",

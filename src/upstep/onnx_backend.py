@@ -5,7 +5,7 @@ Runtime: the U-Net (diffusers ``UNet2DModel``) and, for the resize-convolution d
 learned branch. Everything else (bicubic upsampling, the noise, DDIM, the grid notch, pixel
 shuffles, tiling) stays in torch, so the sampler is the same code for both backends. ORT fuses
 each convolution with its activation and runs GroupNorm and SiLU in its own kernels
-(``upstep bench --model fast-x4`` times it beside the torch path).
+(``upstep bench --backend onnxruntime`` times it).
 
 The networks are exported once per model (``torch.onnx.export``, dynamic batch and tile size)
 into a cache folder (``$UPSTEP_CACHE``, default ``~/.cache/upstep``) under a name that is the

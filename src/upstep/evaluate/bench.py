@@ -186,7 +186,7 @@ QUICK = {"sizes": "128,512", "steps": "1", "memory_sizes": "256,1024", "untiled_
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="default-x4")
     p.add_argument("--also", default="", help="comma-separated further models timed in the same rounds "
-                   "(their default 1-step path, rows named MODEL@1), e.g. fast-x4")
+                   "(their default 1-step path, rows named MODEL@1), e.g. large-x4")
     p.add_argument("--quick", action="store_true",
                    help="128² and 512² at 1 step, memory at 256² and 1024² (a few minutes on 2 cores)")
     p.add_argument("--sizes", default="128,256,512", help="square LR input sizes for latency")
