@@ -50,7 +50,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from upstep.evaluate.ablation import Arm, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.evaluate.ablation import Arm, claim_text, compare, fmt_mean_range, mean_and_range, run_arms, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "colearn"
@@ -163,6 +163,32 @@ def trained_params(cfg: dict) -> float:
     return total / 1e6
 
 
+# Table IV's claims (the paper's, plus what issue 11 asks of the pure-distillation arm and the
+# teacher): (claim, baseline row, row that should beat it). Rows are arm names or the teacher's.
+TEACHER_1, TEACHER_T = "teacher@1", f"teacher@{T_STEPS}"
+CLAIMS = [
+    ("each loss path helps: + D_H", "1_distill", "2_distill_hr"),
+    ("each loss path helps: + D_L (conv G)", "1_distill", "3_distill_lr_conv"),
+    ("all three beat distillation alone (conv G)", "1_distill", "4_all_conv"),
+    ("all three beat distillation alone (diffusion G)", "1_distill", "5_all_diffusion"),
+    ("diffusion G beats conv G", "4_all_conv", "5_all_diffusion"),
+    ("L_denoise helps (distill vs pure distillation)", "0_distill_pure", "1_distill"),
+    (f"full student (diffusion G) vs the {T_STEPS}-step teacher", TEACHER_T, "5_all_diffusion"),
+    ("full student (diffusion G) vs the teacher at 1 step", TEACHER_1, "5_all_diffusion"),
+]
+
+
+def claims(cells: dict[str, dict[str, dict]], cols: list[tuple[str, str]]) -> dict:
+    """For every claim and (set, metric) column: ``compare`` of the two rows' seed cells
+    (``mean_and_range``), i.e. whether the claimed row is better and whether the difference is
+    larger than the seed range. ``cells[row]["set/metric"]``."""
+    from upstep.metrics import HIGHER_IS_BETTER
+
+    return {name: {f"{s}/{m}": compare(cells[base][f"{s}/{m}"], cells[other][f"{s}/{m}"], HIGHER_IS_BETTER[m])
+                   for s, m in cols}
+            for name, base, other in CLAIMS}
+
+
 def _cols(result: dict, sets: list[str]) -> list[tuple[str, str]]:
     """(set, metric) columns present in an evaluation result."""
     out = []
@@ -257,6 +283,9 @@ def main() -> None:
         return res["sets"][sets[-1]]["methods"][method]["median_seconds"]
 
     table4 = {ARM_LABEL[a]: dict(zip(keys, spread(a))) for a in ARMS}
+    cells = {a: dict(zip(keys, spread(a))) for a in ARMS}
+    cells[TEACHER_1], cells[TEACHER_T] = dict(zip(keys, single("model@1"))), dict(zip(keys, single(f"model@{T_STEPS}")))
+    verdicts = claims(cells, cols)
     table4["ResShift teacher, 1 step"] = dict(zip(keys, single("model@1")))
     table4[f"ResShift teacher, {T_STEPS} steps"] = dict(zip(keys, single(f"model@{T_STEPS}")))
     table4["bicubic"] = dict(zip(keys, single("bicubic")))
@@ -276,7 +305,7 @@ def main() -> None:
                      "seeds": {str(sd): {"model": evals[(a, sd)]["model"], "eval": evals[(a, sd)]["sets"]}
                                for sd in seeds}} for a in ARMS},
         "teacher": {"model": str(teacher), "config": tcfg, "eval": teacher_eval["sets"]},
-        "table4": table4,
+        "table4": table4, "claims": verdicts,
         "table1": [{"method": n, "nfe": k, **dict(zip(keys, row)), "median_seconds_per_image": t}
                    for n, k, row, t in table1_rows],
         "table3": speed, "conventions": teacher_eval["conventions"], **prov,
@@ -305,6 +334,12 @@ def main() -> None:
          "DINO); in this run (`--hr-disc scratch`) the feature network is trained from scratch with the heads."), "",
         "## Table IV — ablation of the loss paths (one-step students; the teacher for reference)", "",
         md_table(["arm"] + hdr, [[label] + fmt(list(row.values())) for label, row in table4.items()]), "",
+        "## Claims (Table IV)", "",
+        "\"held\": the second row's seed mean is better than the first's (PSNR higher; LPIPS, NIQE lower); "
+        "the note says whether the difference is larger than the seed range (both rows' min–max over seeds; "
+        "the teacher is one run).", "",
+        md_table(["claim"] + hdr, [[name] + [claim_text(v[k], 2 if k.endswith(("psnr", "niqe")) else 3) for k in keys]
+                                   for name, v in verdicts.items()]), "",
         "## Table I (small) — 15-step teacher vs one-step students", "",
         md_table(["method", "NFE"] + hdr + [f"s/image ({last})"],
                  [[n, k] + fmt(row) + [t] for n, k, row, t in table1_rows]), "",

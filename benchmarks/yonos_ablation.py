@@ -50,7 +50,7 @@ import copy
 import json
 from pathlib import Path
 
-from upstep.evaluate.ablation import Arm, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.evaluate.ablation import Arm, claim_text, compare, fmt_mean_range, mean_and_range, run_arms, train_run
 from upstep.evaluate.report import md_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -440,15 +440,8 @@ def sweep_claims(summary: dict, sets: list[str]) -> dict:
             direct, dist = summary[s].get(f"direct_x{scale}", {}), summary[s].get(f"distilled_x{scale}", {})
             for b in sorted(set(direct) & set(dist), key=int):
                 one_d, one_s = direct[b]["steps"]["1"], dist[b]["steps"]["1"]
-                comp = {}
-                for k in METRICS:
-                    a, c = one_d[k], one_s[k]
-                    if not (a["n"] and c["n"]):
-                        continue
-                    better = c["mean"] > a["mean"] if k == "psnr" else c["mean"] < a["mean"]
-                    overlap = a["n"] > 1 and c["n"] > 1 and not (c["max"] < a["min"] or a["max"] < c["min"])
-                    comp[k] = {"direct": a["mean"], "distilled": c["mean"], "distilled_minus_direct": c["mean"] - a["mean"],
-                               "held": bool(better), "within_seed_range": bool(overlap), "seeds": min(a["n"], c["n"])}
+                comp = {k: compare(one_d[k], one_s[k], higher_is_better=k == "psnr")
+                        for k in METRICS if one_d[k]["n"] and one_s[k]["n"]}
                 lp = {int(n): v["lpips"]["mean"] for n, v in direct[b]["steps"].items() if n != "bicubic"}
                 best = min(lp, key=lambda n: lp[n]) if lp else None
                 out.setdefault(s, {}).setdefault(f"x{scale}", {})[b] = {
@@ -457,13 +450,6 @@ def sweep_claims(summary: dict, sets: list[str]) -> dict:
                                                                and lp[best] < lp.get(1, float("inf"))),
                     "direct_best_lpips_steps": best}
     return out
-
-
-def _noise_note(comp: dict) -> str:
-    """How a distilled-minus-direct difference stands against the seed-to-seed noise."""
-    if comp["seeds"] < 2:
-        return ", 1 seed: noise not measured"
-    return ", within seed range" if comp["within_seed_range"] else f", outside the {comp['seeds']}-seed ranges"
 
 
 def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -> str:
@@ -503,16 +489,14 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
             rows = []
             for b, c in by_b.items():
                 comp = c["distilled_beats_direct_at_1_step"]
-                cells_ = [("held" if comp[k]["held"] else "did not hold")
-                          + f" ({comp[k]['distilled_minus_direct']:+.3f}{_noise_note(comp[k])})"
-                          if k in comp else "n/a" for k in METRICS]
+                cells_ = [claim_text(comp[k]) if k in comp else "n/a" for k in METRICS]
                 rows.append([b, *cells_, "yes" if c["direct_improves_in_lpips_with_steps"] else "no",
                              c["direct_best_lpips_steps"]])
             lines += [f"### {s}, {sc}", "", "Distilled beats direct at 1 step (distilled − direct; PSNR higher, "
                       "LPIPS/FID lower is better); the standard (direct) model improves in LPIPS with more DDIM steps.", "",
                       md_table(["budget B", "PSNR-Y", "LPIPS", "FID", "direct improves with steps", "direct's best LPIPS at"],
                                rows), ""]
-            gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["distilled_minus_direct"])
+            gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["diff"])
                     for b, c in by_b.items() if "lpips" in c["distilled_beats_direct_at_1_step"]]
             if len(gaps) > 1:  # issue 11: does distillation's 1-step advantage grow or shrink with budget?
                 trend = "grows" if -gaps[-1][1] > -gaps[0][1] else "shrinks"

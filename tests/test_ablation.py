@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from upstep.degrade import bicubic
-from upstep.evaluate.ablation import Arm, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.evaluate.ablation import Arm, claim_text, compare, fmt_mean_range, mean_and_range, run_arms, train_run
 from upstep.model import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,21 @@ def data_root(tmp_path):
             a = (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(a).save(root / "eval/tiny" / sub / f"im{i}.png")
     return root
+
+
+def test_compare_judges_a_claim_against_the_seed_spread():
+    lo, hi = mean_and_range([0.30, 0.32]), mean_and_range([0.36, 0.40])
+    c = compare(hi, lo, higher_is_better=False)                      # lower LPIPS, ranges apart
+    assert c["better"] and not c["within_seed_range"] and c["diff"] == pytest.approx(-0.07)
+    assert claim_text(c) == "held (-0.070, outside the 2-seed ranges)"
+    c = compare(lo, hi, higher_is_better=False)
+    assert claim_text(c) == "did not hold (+0.070, outside the 2-seed ranges)"
+    point = mean_and_range([0.31])                                    # one seed inside the other's range
+    assert compare(lo, point, higher_is_better=False)["within_seed_range"]
+    assert "within seed range" in claim_text(compare(lo, point, higher_is_better=False))
+    assert not compare(hi, point, higher_is_better=False)["within_seed_range"]
+    c = compare(mean_and_range([22.0]), mean_and_range([22.5]), higher_is_better=True)
+    assert claim_text(c, 2) == "held (+0.50, 1 seed: noise not measured)"
 
 
 def test_mean_and_range():
@@ -73,11 +88,38 @@ def test_train_run_refuses_a_folder_trained_with_another_config(tmp_path):
         train_run({"train": {"steps": 10}, "seed": 1}, run)
 
 
-def _yonos():
-    spec = importlib.util.spec_from_file_location("yonos_ablation", ROOT / "benchmarks" / "yonos_ablation.py")
+def _benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_colearn_claims_compare_each_pair_of_rows_per_column():
+    c = _benchmark("colearn_ablation")
+    cols = [("realset65", "niqe"), ("imagenet_valsr_resshift", "psnr")]
+    niqe = {"0_distill_pure": [5.5, 5.6], "1_distill": [5.3, 5.4], "2_distill_hr": [5.0, 5.1],
+            "3_distill_lr_conv": [5.35, 5.5], "4_all_conv": [6.0, 6.2], "5_all_diffusion": [5.2, 5.8],
+            "teacher@1": [6.3], f"teacher@{c.T_STEPS}": [5.1]}
+    cells = {row: {"realset65/niqe": mean_and_range(v),
+                   "imagenet_valsr_resshift/psnr": mean_and_range([22.0 + 0.1 * i for i in range(len(v))])}
+             for row, v in niqe.items()}
+    v = c.claims(cells, cols)
+    assert {name for name, _, _ in c.CLAIMS} == set(v)
+    hr = v["each loss path helps: + D_H"]["realset65/niqe"]
+    assert hr["better"] and not hr["within_seed_range"] and hr["diff"] == pytest.approx(-0.3)
+    lr = v["each loss path helps: + D_L (conv G)"]["realset65/niqe"]
+    assert not lr["better"] and lr["within_seed_range"]                  # 5.425 vs 5.35, ranges overlap
+    assert not v["all three beat distillation alone (conv G)"]["realset65/niqe"]["better"]
+    assert v["L_denoise helps (distill vs pure distillation)"]["realset65/niqe"]["better"]
+    t = v[f"full student (diffusion G) vs the {c.T_STEPS}-step teacher"]["realset65/niqe"]
+    assert not t["better"] and not t["within_seed_range"]               # 5.5 vs 5.1: the point is outside 5.2–5.8
+    assert v["full student (diffusion G) vs the teacher at 1 step"]["realset65/niqe"]["better"]
+    assert v["diffusion G beats conv G"]["imagenet_valsr_resshift/psnr"]["diff"] == pytest.approx(0.0)
+
+
+def _yonos():
+    return _benchmark("yonos_ablation")
 
 
 def _cell(budget, seed, lp_direct, lp_dist, psnr_direct, psnr_dist):
@@ -101,12 +143,12 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
     assert d["seeds"] == [0, 1] and d["steps"]["1"]["lpips"] == pytest.approx(
         {"mean": 0.305, "min": 0.30, "max": 0.31, "n": 2})
     claims = y.sweep_claims(summary, ["set14"])["set14"]["x4"]
-    assert not claims["1000"]["distilled_beats_direct_at_1_step"]["lpips"]["held"]
+    assert not claims["1000"]["distilled_beats_direct_at_1_step"]["lpips"]["better"]
     assert not claims["1000"]["direct_improves_in_lpips_with_steps"]
     c = claims["4000"]["distilled_beats_direct_at_1_step"]
-    assert c["lpips"]["held"] and not c["lpips"]["within_seed_range"]   # 0.275 vs 0.305, ranges apart
-    assert c["psnr"]["held"] and c["psnr"]["within_seed_range"]          # 27.1 vs 27.05, ranges overlap
-    assert c["lpips"]["distilled_minus_direct"] == pytest.approx(-0.03)
+    assert c["lpips"]["better"] and not c["lpips"]["within_seed_range"]   # 0.275 vs 0.305, ranges apart
+    assert c["psnr"]["better"] and c["psnr"]["within_seed_range"]          # 27.1 vs 27.05, ranges overlap
+    assert c["lpips"]["diff"] == pytest.approx(-0.03)
     assert claims["4000"]["direct_improves_in_lpips_with_steps"] and claims["4000"]["direct_best_lpips_steps"] == 4
     text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary,
                              "claims": y.sweep_claims(summary, ["set14"]), "command": "x", "date": "d",

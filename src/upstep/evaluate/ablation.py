@@ -6,7 +6,8 @@ finished one) and returns its exported model folder, and the DDIM step counts to
 into ``out/<arm>/``: per-image records (and patch-FID features) resume, and an arm whose model
 changed since its records were written is re-evaluated from scratch. ``train_run`` refuses a run
 folder made by another configuration, so a changed budget or weighting never silently reuses
-old weights. ``mean_and_range`` is how seeds are reported: mean, min and max.
+old weights. ``mean_and_range`` is how seeds are reported: mean, min and max; ``compare`` and
+``claim_text`` are how a claim "arm A beats arm B" is judged against that seed spread.
 """
 from __future__ import annotations
 
@@ -89,3 +90,27 @@ def fmt_mean_range(r: dict, digits: int = 3) -> str:
         return "n/a"
     f = f"{{:.{digits}f}}"
     return f.format(r["mean"]) if r["n"] == 1 or r["min"] == r["max"] else f"{f.format(r['mean'])} ({f.format(r['min'])}–{f.format(r['max'])})"
+
+
+def compare(base: dict, other: dict, higher_is_better: bool) -> dict:
+    """Does ``other`` beat ``base``? Both are ``mean_and_range`` cells (a single-seed cell is a
+    point). ``diff`` is other − base of the means; ``within_seed_range`` is true when the two
+    seed ranges overlap (a point inside the other's range counts), i.e. the difference is not
+    larger than the seed-to-seed noise; ``noise_measured`` is false when neither has 2 seeds."""
+    lo = lambda r: r["min"]  # noqa: E731
+    hi = lambda r: r["max"]  # noqa: E731
+    better = other["mean"] > base["mean"] if higher_is_better else other["mean"] < base["mean"]
+    measured = max(base["n"], other["n"]) > 1
+    overlap = measured and not (hi(other) < lo(base) or hi(base) < lo(other))
+    return {"base": base["mean"], "other": other["mean"], "diff": other["mean"] - base["mean"], "better": bool(better),
+            "within_seed_range": bool(overlap), "noise_measured": bool(measured),
+            "seeds": max(base["n"], other["n"])}
+
+
+def claim_text(comp: dict, digits: int = 3) -> str:
+    """'held (+0.120, outside the 2-seed ranges)', 'did not hold (−0.010, within seed range)', or
+    with '1 seed: noise not measured'. "held" means the mean moved the claimed way; the note says
+    whether that is larger than the seed spread."""
+    note = ("1 seed: noise not measured" if not comp["noise_measured"] else
+            "within seed range" if comp["within_seed_range"] else f"outside the {comp['seeds']}-seed ranges")
+    return f"{'held' if comp['better'] else 'did not hold'} ({comp['diff']:+.{digits}f}, {note})"
