@@ -465,8 +465,9 @@ def test_degrid_model_blocks_grain_in_its_output_and_gradients(tmp_path):
 @needs_wheel
 def test_perceptual_run_with_the_frozen_efficientnet_resumes_exactly(start_model, tmp_path):
     """A perceptual run (frozen EfficientNet-Lite0 in D_H and the feature loss) killed after its
-    first checkpoint resumes and ends with the uninterrupted run's weights. (The frozen BatchNorms'
-    step counters reach the checkpoint; restoring them used to fail the resume.)"""
+    first checkpoint resumes and ends with the uninterrupted run's weights. (Restoring the frozen
+    network used to fail: without the state dict's format versions, torch inserted BatchNorm step
+    counters that the frozen network then rejected.)"""
     from safetensors.torch import load_file
 
     from upstep.train.loop import train

@@ -107,6 +107,36 @@ def test_checkpoint_is_safetensors_and_json_only(tmp_path):
     assert not list((tmp_path / "r" / "checkpoints").glob(".tmp_*"))
 
 
+def test_checkpoint_restores_a_frozen_batchnorm_network_and_rejects_foreign_keys(tmp_path):
+    """A frozen network (every tensor a non-persistent buffer, as upstep.nn.efficientnet makes it)
+    next to trained BatchNorms round-trips through save/load_checkpoint with strict key checks;
+    an extra or missing tensor in the file is still an error."""
+    from safetensors.torch import save_file
+
+    from upstep.nn.efficientnet import freeze_as_buffers
+    from upstep.train.checkpoint import load_checkpoint, save_checkpoint
+
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                   freeze_as_buffers(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1),
+                                                                         torch.nn.BatchNorm2d(4))))
+    a = net()
+    a[1].running_mean.fill_(0.5)
+    path = save_checkpoint(tmp_path / "run", 1, {"g": a}, {}, {})
+    b = net()
+    load_checkpoint(path, {"g": b}, {}, {})
+    assert torch.equal(b[1].running_mean, a[1].running_mean)
+    tensors = load_file(str(path / "tensors.safetensors"))
+    save_file({**tensors, "module.g.9.weight": torch.zeros(1)}, str(path / "tensors.safetensors"))
+    with pytest.raises(RuntimeError, match="unexpected"):
+        load_checkpoint(path, {"g": net()}, {}, {})
+    save_file({k: v for k, v in tensors.items() if not k.endswith("1.num_batches_tracked")},
+              str(path / "tensors.safetensors"))
+    with pytest.raises(RuntimeError, match="missing"):
+        load_checkpoint(path, {"g": net()}, {}, {})
+
+
 def test_bad_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.json")

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -92,6 +93,16 @@ def save_checkpoint(run_dir: Path, step: int, modules: dict, optimizers: dict, e
     return final
 
 
+def _with_versions(module: torch.nn.Module, state: dict) -> OrderedDict:
+    """``state`` with the per-submodule format versions that ``Module.state_dict`` attaches and a
+    safetensors file cannot hold (the checkpoint was written by these same modules). Without them
+    torch treats the tensors as pre-2019 BatchNorm state and inserts ``num_batches_tracked`` keys,
+    which a frozen network (``upstep.nn.efficientnet``: no persistent buffers) then rejects."""
+    out = OrderedDict(state)
+    out._metadata = OrderedDict((name, {"version": m._version}) for name, m in module.named_modules())  # type: ignore[attr-defined]
+    return out
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     marker = Path(run_dir) / "latest.json"
     if not marker.is_file():
@@ -107,11 +118,8 @@ def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, sca
     state = json.loads((Path(path) / "state.json").read_text())
     for name, m in modules.items():
         p = f"module.{name}."
-        saved = {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
-        # a frozen network (upstep.nn.efficientnet) restores none of its buffers, but its BatchNorms'
-        # step counters still reach the checkpoint (BatchNorm saves them itself): a counter, not state
+        saved = _with_versions(m, {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
         missing, unexpected = m.load_state_dict(saved, strict=False)
-        unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
             raise RuntimeError(f"{path}: the {name} weights do not match the run's networks "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
