@@ -345,8 +345,11 @@ def main() -> None:
                  [[n, k] + fmt(row) + [t] for n, k, row, t in table1_rows]), "",
         "## Table III — training cost", "",
         "Median wall seconds per optimiser step (data, degradation, teacher sampling, every network's "
-        f"update), {how}; same machine, {prov['machine'].get('torch_threads')} torch "
-        "thread(s).", "",
+        f"update), {how}; "
+        + (f"same machine, {prov['machine'].get('torch_threads')} torch thread(s)." if args.timing_steps else
+           "the threads and load of the training runs themselves (not recorded here: runs sharing the cores, "
+           "or resumed in another session, are not a clean comparison; `--timing-steps N` times every variant "
+           "back to back)."), "",
         md_table(["run", "trained params (M)", "s / iteration", "intervals"],
                  [["ResShift teacher", speed["teacher"]["params_M"], speed["teacher"]["median_s_per_iter"],
                    speed["teacher"]["intervals"]]]
