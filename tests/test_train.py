@@ -110,7 +110,7 @@ def test_checkpoint_is_safetensors_and_json_only(tmp_path):
 def test_checkpoint_restores_a_frozen_batchnorm_network_and_rejects_foreign_keys(tmp_path):
     """A frozen network (every tensor a non-persistent buffer, as upstep.nn.efficientnet makes it)
     next to trained BatchNorms round-trips through save/load_checkpoint with strict key checks;
-    an extra or missing tensor in the file is still an error."""
+    an extra or missing tensor, or a damaged file, is an error that names the checkpoint."""
     from safetensors.torch import save_file
 
     from upstep.nn.efficientnet import freeze_as_buffers
@@ -129,12 +129,17 @@ def test_checkpoint_restores_a_frozen_batchnorm_network_and_rejects_foreign_keys
     assert torch.equal(b[1].running_mean, a[1].running_mean)
     tensors = load_file(str(path / "tensors.safetensors"))
     save_file({**tensors, "module.g.9.weight": torch.zeros(1)}, str(path / "tensors.safetensors"))
-    with pytest.raises(RuntimeError, match="unexpected"):
+    with pytest.raises(RuntimeError, match=r"missing \[\], unexpected \['9.weight'\]"):
         load_checkpoint(path, {"g": net()}, {}, {})
     save_file({k: v for k, v in tensors.items() if not k.endswith("1.num_batches_tracked")},
               str(path / "tensors.safetensors"))
-    with pytest.raises(RuntimeError, match="missing"):
+    with pytest.raises(RuntimeError, match=r"missing \['1.num_batches_tracked'\], unexpected \[\]"):
         load_checkpoint(path, {"g": net()}, {}, {})
+    damaged = (path / "tensors.safetensors").read_bytes()[:100]         # a truncated file: a clear error,
+    (path / "tensors.safetensors").write_bytes(damaged)                  # naming it, and nothing deleted
+    with pytest.raises(RuntimeError, match="cannot be read.*previous checkpoint"):
+        load_checkpoint(path, {"g": net()}, {}, {})
+    assert (path / "tensors.safetensors").read_bytes() == damaged and (path / "state.json").is_file()
 
 
 def test_bad_config_errors(tmp_path):

@@ -114,15 +114,21 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, scaler=None) -> dict:
     """Restore in place; returns the state dict (``step``, ``extra``). A checkpoint written
     without a GradScaler (fp32/bf16) leaves ``scaler`` at its initial state."""
-    tensors = load_file(str(Path(path) / "tensors.safetensors"))
-    state = json.loads((Path(path) / "state.json").read_text())
+    try:
+        tensors = load_file(str(Path(path) / "tensors.safetensors"))
+        state = json.loads((Path(path) / "state.json").read_text())
+    except Exception as e:  # OSError, JSON errors, and safetensors' own SafetensorError
+        raise RuntimeError(f"{path}: this checkpoint cannot be read ({type(e).__name__}: {e}). Nothing was "
+                           "changed; to resume from the previous checkpoint, point latest.json at its folder, "
+                           "or start a fresh --run-dir") from e
     for name, m in modules.items():
         p = f"module.{name}."
         saved = _with_versions(m, {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
         missing, unexpected = m.load_state_dict(saved, strict=False)
         if missing or unexpected:
             raise RuntimeError(f"{path}: the {name} weights do not match the run's networks "
-                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was the run folder "
+                               "made by another version or config? Resume with that, or use a fresh --run-dir")
     for name, e in emas.items():
         p = f"ema.{name}."
         e.load_state_dict({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)},
