@@ -434,13 +434,15 @@ def sweep_claims(summary: dict, sets: list[str]) -> dict:
     """Per set, scale and budget: (a) distilled vs direct at 1 step (difference of the seed means;
     "within noise" when the two arms' seed ranges overlap), (b) whether the direct model improves
     in LPIPS with more steps, and at which step count it is best."""
+    from upstep.metrics import HIGHER_IS_BETTER
+
     out: dict = {}
     for s in sets:
         for scale in (4, 8):
             direct, dist = summary[s].get(f"direct_x{scale}", {}), summary[s].get(f"distilled_x{scale}", {})
             for b in sorted(set(direct) & set(dist), key=int):
                 one_d, one_s = direct[b]["steps"]["1"], dist[b]["steps"]["1"]
-                comp = {k: compare(one_d[k], one_s[k], higher_is_better=k == "psnr")
+                comp = {k: compare(one_d[k], one_s[k], HIGHER_IS_BETTER[k])
                         for k in METRICS if one_d[k]["n"] and one_s[k]["n"]}
                 lp = {int(n): v["lpips"]["mean"] for n, v in direct[b]["steps"].items() if n != "bicubic"}
                 best = min(lp, key=lambda n: lp[n]) if lp else None

@@ -97,11 +97,9 @@ def compare(base: dict, other: dict, higher_is_better: bool) -> dict:
     point). ``diff`` is other − base of the means; ``within_seed_range`` is true when the two
     seed ranges overlap (a point inside the other's range counts), i.e. the difference is not
     larger than the seed-to-seed noise; ``noise_measured`` is false when neither has 2 seeds."""
-    lo = lambda r: r["min"]  # noqa: E731
-    hi = lambda r: r["max"]  # noqa: E731
     better = other["mean"] > base["mean"] if higher_is_better else other["mean"] < base["mean"]
     measured = max(base["n"], other["n"]) > 1
-    overlap = measured and not (hi(other) < lo(base) or hi(base) < lo(other))
+    overlap = measured and not (other["max"] < base["min"] or base["max"] < other["min"])
     return {"base": base["mean"], "other": other["mean"], "diff": other["mean"] - base["mean"], "better": bool(better),
             "within_seed_range": bool(overlap), "noise_measured": bool(measured),
             "seeds": max(base["n"], other["n"])}
