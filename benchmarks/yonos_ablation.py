@@ -498,6 +498,10 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
                       "LPIPS/FID lower is better); the standard (direct) model improves in LPIPS with more DDIM steps.", "",
                       md_table(["budget B", "PSNR-Y", "LPIPS", "FID", "direct improves with steps", "direct's best LPIPS at"],
                                rows), ""]
+            first = next((b for b, c in by_b.items() if c["direct_improves_in_lpips_with_steps"]), None)
+            lines += [f"The standard (direct) model first improves in LPIPS with more DDIM steps at B={first}." if first
+                      else f"The standard (direct) model does not improve in LPIPS with more DDIM steps at any budget "
+                           f"up to B={list(by_b)[-1]}.", ""]
             gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["diff"])
                     for b, c in by_b.items() if "lpips" in c["distilled_beats_direct_at_1_step"]]
             if len(gaps) > 1:  # issue 11: does distillation's 1-step advantage grow or shrink with budget?

@@ -156,6 +156,13 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
                             ["set14"], 7.5, None)
     assert "unclipped" in text and "0.305 (0.300–0.310)" in text and "did not hold" in text
     assert "B=1000: -0.020, B=4000: +0.030; from the smallest to the largest budget it grows" in text
+    assert "first improves in LPIPS with more DDIM steps at B=4000." in text
     assert "1 seed: noise not measured" in text and "within seed range" in text and "outside the 2-seed ranges" in text
+    only_1000 = y.summarise_sweep({"B1000_s0": cells["B1000_s0"]}, ["set14"])
+    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": only_1000,
+                             "claims": y.sweep_claims(only_1000, ["set14"]), "command": "x", "date": "d",
+                             "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}},
+                            ["set14"], 7.5, None)
+    assert "does not improve in LPIPS with more DDIM steps at any budget up to B=1000" in text
     y.plot_sweep(summary, ["set14"], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
