@@ -43,6 +43,8 @@ def test_compare_judges_a_claim_against_the_seed_spread():
     assert not compare(hi, point, higher_is_better=False)["within_seed_range"]
     c = compare(mean_and_range([22.0]), mean_and_range([22.5]), higher_is_better=True)
     assert claim_text(c, 2) == "held (+0.50, 1 seed: noise not measured)"
+    c = compare(mean_and_range([0.5012]), mean_and_range([0.5008]), higher_is_better=False)
+    assert claim_text(c) == "held (-0.0004, 1 seed: noise not measured)"   # not "-0.000"
 
 
 def test_mean_and_range():
@@ -156,8 +158,15 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
                             ["set14"], 7.5, None)
     assert "unclipped" in text and "0.305 (0.300–0.310)" in text and "did not hold" in text
     assert "B=1000: -0.020, B=4000: +0.030; from the smallest to the largest budget it grows" in text
-    assert "first improves in LPIPS with more DDIM steps at B=4000." in text
+    assert "first improves in LPIPS with more DDIM steps at B=4000 (-0.050, outside the 2-seed ranges)." in text
+    assert "| 1000 |" in text and "yes: held (-0.050, outside the 2-seed ranges)" in text
     assert "1 seed: noise not measured" in text and "within seed range" in text and "outside the 2-seed ranges" in text
+    assert "folded in" not in text
+    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary, "cells": cells,
+                             "cells_evaluated_now": ["B4000_s1"], "claims": y.sweep_claims(summary, ["set14"]),
+                             "command": "x", "date": "d", "machine": {"cpu": "c", "cpu_count": 2, "torch": "t",
+                                                                      "platform": "p"}}, ["set14"], 7.5, None)
+    assert "evaluated by this command: B4000_s1; folded in from earlier runs of this benchmark: B1000_s0, B4000_s0" in text
     only_1000 = y.summarise_sweep({"B1000_s0": cells["B1000_s0"]}, ["set14"])
     text = y.sweep_markdown({"weighting": y.weighting(None), "summary": only_1000,
                              "claims": y.sweep_claims(only_1000, ["set14"]), "command": "x", "date": "d",

@@ -111,4 +111,11 @@ def claim_text(comp: dict, digits: int = 3) -> str:
     whether that is larger than the seed spread."""
     note = ("1 seed: noise not measured" if not comp["noise_measured"] else
             "within seed range" if comp["within_seed_range"] else f"outside the {comp['seeds']}-seed ranges")
-    return f"{'held' if comp['better'] else 'did not hold'} ({comp['diff']:+.{digits}f}, {note})"
+    return f"{'held' if comp['better'] else 'did not hold'} ({fmt_diff(comp['diff'], digits)}, {note})"
+
+
+def fmt_diff(d: float, digits: int = 3) -> str:
+    """Signed difference with ``digits`` decimals, more when it would otherwise print as +0.000."""
+    while d and abs(d) < 0.5 * 10 ** -digits and digits < 6:
+        digits += 1
+    return f"{d:+.{digits}f}"
