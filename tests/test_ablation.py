@@ -161,12 +161,20 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
     assert "first improves in LPIPS with more DDIM steps at B=4000 (-0.050, outside the 2-seed ranges)." in text
     assert "| 1000 |" in text and "yes: held (-0.050, outside the 2-seed ranges)" in text
     assert "1 seed: noise not measured" in text and "within seed range" in text and "outside the 2-seed ranges" in text
+    assert "grows." in text                                              # two budgets: monotone
     assert "folded in" not in text
     text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary, "cells": cells,
                              "cells_evaluated_now": ["B4000_s1"], "claims": y.sweep_claims(summary, ["set14"]),
                              "command": "x", "date": "d", "machine": {"cpu": "c", "cpu_count": 2, "torch": "t",
                                                                       "platform": "p"}}, ["set14"], 7.5, None)
     assert "evaluated by this command: B4000_s1; folded in from earlier runs of this benchmark: B1000_s0, B4000_s0" in text
+    three = dict(cells, B16000_s0=_cell(16000, 0, [0.29, 0.24], [0.28, 0.23], [27.3, 25.2], [27.2, 25.1]))
+    s3 = y.summarise_sweep(three, ["set14"])
+    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": s3, "claims": y.sweep_claims(s3, ["set14"]),
+                             "command": "x", "date": "d", "machine": {"cpu": "c", "cpu_count": 2, "torch": "t",
+                                                                      "platform": "p"}}, ["set14"], 7.5, None)
+    assert ("B=1000: -0.020, B=4000: +0.030, B=16000: +0.010; from the smallest to the largest budget it grows, "
+            "but not at every budget step.") in text
     only_1000 = y.summarise_sweep({"B1000_s0": cells["B1000_s0"]}, ["set14"])
     text = y.sweep_markdown({"weighting": y.weighting(None), "summary": only_1000,
                              "claims": y.sweep_claims(only_1000, ["set14"]), "command": "x", "date": "d",
