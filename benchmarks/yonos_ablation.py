@@ -50,7 +50,8 @@ import copy
 import json
 from pathlib import Path
 
-from upstep.evaluate.ablation import Arm, claim_text, compare, fmt_diff, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.evaluate.ablation import (Arm, claim_text, compare, fmt_diff, fmt_mean_range, mean_and_range, noise_note,
+                                      run_arms, train_run)
 from upstep.evaluate.report import md_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -510,8 +511,9 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
                       md_table(["budget B", "PSNR-Y", "LPIPS", "FID", "direct improves with steps", "direct's best LPIPS at"],
                                rows), ""]
             first = next((b for b, c in by_b.items() if c["direct_improves_in_lpips_with_steps"]), None)
+            gain = by_b[first]["direct_best_vs_1_step_lpips"] if first else None
             lines += [f"The standard (direct) model first improves in LPIPS with more DDIM steps at B={first} "
-                      f"({claim_text(by_b[first]['direct_best_vs_1_step_lpips']).split('(', 1)[1]}." if first
+                      f"({fmt_diff(gain['diff'])}, {noise_note(gain)})." if first
                       else f"The standard (direct) model does not improve in LPIPS with more DDIM steps at any budget "
                            f"up to B={list(by_b)[-1]}.", ""]
             gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["diff"])

@@ -133,6 +133,14 @@ def _cell(budget, seed, lp_direct, lp_dist, psnr_direct, psnr_dist):
                                                      "distilled_x4": arm(4, lp_dist, psnr_dist)}}
 
 
+def _sweep_text(y, summary, **extra):
+    """The sweep report's markdown for a summary, with placeholder provenance."""
+    return y.sweep_markdown({"weighting": y.weighting(None), "summary": summary,
+                             "claims": y.sweep_claims(summary, ["set14"]), "command": "x", "date": "d",
+                             "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}, **extra},
+                            ["set14"], 7.5, None)
+
+
 def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path):
     y = _yonos()
     cells = {  # B=1000: distilled worse at 1 step, direct worse with steps; B=4000 (2 seeds): the opposite
@@ -152,34 +160,23 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
     assert c["psnr"]["better"] and c["psnr"]["within_seed_range"]          # 27.1 vs 27.05, ranges overlap
     assert c["lpips"]["diff"] == pytest.approx(-0.03)
     assert claims["4000"]["direct_improves_in_lpips_with_steps"] and claims["4000"]["direct_best_lpips_steps"] == 4
-    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary,
-                             "claims": y.sweep_claims(summary, ["set14"]), "command": "x", "date": "d",
-                             "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}},
-                            ["set14"], 7.5, None)
+    text = _sweep_text(y, summary)
     assert "unclipped" in text and "0.305 (0.300–0.310)" in text and "did not hold" in text
     assert "B=1000: -0.020, B=4000: +0.030; from the smallest to the largest budget it grows" in text
     assert "first improves in LPIPS with more DDIM steps at B=4000 (-0.050, outside the 2-seed ranges)." in text
-    assert "| 1000 |" in text and "yes: held (-0.050, outside the 2-seed ranges)" in text
+    assert "yes: held (-0.050, outside the 2-seed ranges) | 4 |" in text and "| no | 1 |" in text  # B=4000, B=1000
     assert "1 seed: noise not measured" in text and "within seed range" in text and "outside the 2-seed ranges" in text
     assert "grows." in text                                              # two budgets: monotone
     assert "folded in" not in text
-    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": summary, "cells": cells,
-                             "cells_evaluated_now": ["B4000_s1"], "claims": y.sweep_claims(summary, ["set14"]),
-                             "command": "x", "date": "d", "machine": {"cpu": "c", "cpu_count": 2, "torch": "t",
-                                                                      "platform": "p"}}, ["set14"], 7.5, None)
+    text = _sweep_text(y, summary, cells=cells, cells_evaluated_now=["B4000_s1"])
     assert "evaluated by this command: B4000_s1; folded in from earlier runs of this benchmark: B1000_s0, B4000_s0" in text
     three = dict(cells, B16000_s0=_cell(16000, 0, [0.29, 0.24], [0.28, 0.23], [27.3, 25.2], [27.2, 25.1]))
     s3 = y.summarise_sweep(three, ["set14"])
-    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": s3, "claims": y.sweep_claims(s3, ["set14"]),
-                             "command": "x", "date": "d", "machine": {"cpu": "c", "cpu_count": 2, "torch": "t",
-                                                                      "platform": "p"}}, ["set14"], 7.5, None)
+    text = _sweep_text(y, s3)
     assert ("B=1000: -0.020, B=4000: +0.030, B=16000: +0.010; from the smallest to the largest budget it grows, "
             "but not at every budget step.") in text
     only_1000 = y.summarise_sweep({"B1000_s0": cells["B1000_s0"]}, ["set14"])
-    text = y.sweep_markdown({"weighting": y.weighting(None), "summary": only_1000,
-                             "claims": y.sweep_claims(only_1000, ["set14"]), "command": "x", "date": "d",
-                             "machine": {"cpu": "c", "cpu_count": 2, "torch": "t", "platform": "p"}},
-                            ["set14"], 7.5, None)
+    text = _sweep_text(y, only_1000)
     assert "does not improve in LPIPS with more DDIM steps at any budget up to B=1000" in text
     y.plot_sweep(summary, ["set14"], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0

@@ -109,9 +109,13 @@ def claim_text(comp: dict, digits: int = 3) -> str:
     """'held (+0.120, outside the 2-seed ranges)', 'did not hold (−0.010, within seed range)', or
     with '1 seed: noise not measured'. "held" means the mean moved the claimed way; the note says
     whether that is larger than the seed spread."""
-    note = ("1 seed: noise not measured" if not comp["noise_measured"] else
+    return f"{'held' if comp['better'] else 'did not hold'} ({fmt_diff(comp['diff'], digits)}, {noise_note(comp)})"
+
+
+def noise_note(comp: dict) -> str:
+    """How a ``compare`` difference stands against the seed spread."""
+    return ("1 seed: noise not measured" if not comp["noise_measured"] else
             "within seed range" if comp["within_seed_range"] else f"outside the {comp['seeds']}-seed ranges")
-    return f"{'held' if comp['better'] else 'did not hold'} ({fmt_diff(comp['diff'], digits)}, {note})"
 
 
 def fmt_diff(d: float, digits: int = 3) -> str:
