@@ -520,8 +520,8 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
                     for b, c in by_b.items() if "lpips" in c["distilled_beats_direct_at_1_step"]]
             if len(gaps) > 1:  # issue 11: does distillation's 1-step advantage grow or shrink with budget?
                 trend = "grows" if -gaps[-1][1] > -gaps[0][1] else "shrinks"
-                steps_ = [-g1 > -g0 for (_, g0), (_, g1) in zip(gaps, gaps[1:])]
-                monotone = all(steps_) or not any(steps_)
+                grew = [-g1 > -g0 for (_, g0), (_, g1) in zip(gaps, gaps[1:])]  # per consecutive budget pair
+                monotone = all(grew) or not any(grew)
                 lines += ["1-step LPIPS advantage of distillation (direct − distilled) by budget: "
                           + ", ".join(f"B={b}: {fmt_diff(-g)}" for b, g in gaps)
                           + f"; from the smallest to the largest budget it {trend}"
