@@ -24,6 +24,9 @@ With ``--autoencoder`` every arm trains in that (frozen, KL) autoencoder's laten
 with ``--decoder-steps N`` each arm's decoder is then fine-tuned for N steps on its own one-step
 latents (the ``decoder_finetune`` recipe, §3.3): Table 4's four cells per scale, at 1 step.
 ``--headline-steps`` adds step counts evaluated for the direct arms only (the many-step baseline).
+``--crop-pool N`` trains every arm on one fixed pool of N crops; in a KL latent the frozen
+encoder's latents of the pool are then computed once and shared by all arms (``train.latent_cache``
+in ``RUNS/latent_cache``; on a CPU that encoder costs more than the U-Net step itself).
 
 Weighting: ``--omega-max none`` (the default) is the paper's eq. 2 weight omega = 1 + SNR,
 unclipped; ``--omega-max 5`` reproduces the 2026-11 results, which clipped every t < 0.295. The
@@ -223,6 +226,10 @@ def configure(args) -> float:
         scaling = 1.0 if args.latent_scaling == "auto" else float(args.latent_scaling)
         BASE["model"]["autoencoder"]["scaling"] = scaling
     BASE["model"]["schedule"]["omega_max"] = args.omega_max
+    if args.crop_pool:
+        BASE["data"]["crop_pool"] = args.crop_pool
+        if args.autoencoder:  # every arm (and both groups) shares the frozen encoder's latents
+            BASE["train"]["latent_cache"] = str(args.runs / "latent_cache")
     return scaling
 
 
@@ -277,6 +284,10 @@ def main() -> None:
                          "for pixel-unshuffle, docs/results/terminal_mass.md); 'auto' measures 1/RMS of the x4 residual")
     ap.add_argument("--autoencoder", default=None, help="train every arm in this trained model's autoencoder "
                     "(e.g. runs/kl_ae_small/model from configs/kl_ae_small.json) instead of pixel-unshuffle")
+    ap.add_argument("--crop-pool", type=int, default=0,
+                    help="train every arm on a fixed pool of N crops (0: fresh random crops); with --autoencoder "
+                         "the frozen encoder's latents of the pool are then computed once and cached in "
+                         "RUNS/latent_cache (on a CPU the KL encoder costs more than the U-Net step)")
     ap.add_argument("--decoder-steps", type=int, default=0, help="Table 4: fine-tune each arm's decoder this many "
                     "steps (needs a KL --autoencoder); 0 = skip")
     ap.add_argument("--decoder-gan-weights", default=str(GAN_WEIGHT),
@@ -338,6 +349,10 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
              "total, x8 arms 3B (see the benchmark's docstring). U-Net [32, 64, 64], batch 8, 128-px crops, uniform t, "
              f"seed {args.seed}. Weighting: {summary['weighting']['text']}. PSNR/SSIM on "
              "Y with `scale` px cropped; LPIPS-alex. Bicubic measured in the same run.", ""]
+    if args.crop_pool:
+        lines += [f"Training crops: one fixed pool of {args.crop_pool} random 128-px crops (with flips/rotations) of the "
+                  "training images, shared by every arm" + (", so the frozen encoder's latent of each crop is computed "
+                  "once and cached" if args.autoencoder else "") + ".", ""]
     if tuned:
         lines += table4(results, sets, args.decoder_steps, gan_weights)
         rows = [[name, *(recon[name][s] for s in sets)] for name in recon]

@@ -92,12 +92,19 @@ class Recipe:
     trainable: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     ema_names: tuple[str, ...] = ()
+    latent_cache = None  # the loop sets an upstep.train.latent_cache.LatentCache with train.latent_cache
 
     def __init__(self, cfg: dict, accelerator):
         self.cfg = cfg
         self.accelerator = accelerator
         self.wrapped: dict[str, nn.Module] = {}
         self.emas: dict = {}
+
+    def encode_frozen(self, autoencoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``autoencoder.encode(x)`` of a frozen autoencoder, through the latent cache if any."""
+        if self.latent_cache is None:
+            return autoencoder.encode(x)
+        return self.latent_cache.encode(autoencoder, x)
 
     def backward_step(self, loss: torch.Tensor, opt_name: str, module_name: str) -> None:
         opt = self.optimizers[opt_name]

@@ -124,9 +124,10 @@ class ScaleDistillRecipe(StandardRecipe):
         g_teacher = torch.Generator().set_state(g.get_state())
         lr_s = make_lr(hr01.cpu(), self.model.scale, deg, g).to(hr01.device)
         lr_t = make_lr(hr01.cpu(), self.teacher.scale, deg, g_teacher).to(hr01.device)
-        z_h = self.model.autoencoder.encode(hr01 * 2 - 1)
-        z_l = self.model.encode_cond(self.model.upsample_lr(lr_s * 2 - 1, hr_size))
-        z_l_t = self.teacher.encode_cond(self.teacher.upsample_lr(lr_t * 2 - 1, hr_size))
+        ae = self.model.autoencoder   # the teacher's frozen copy: the same weights
+        z_h = self.encode_frozen(ae, hr01 * 2 - 1)
+        z_l = self.encode_frozen(ae, self.model.upsample_lr(lr_s * 2 - 1, hr_size))
+        z_l_t = self.encode_frozen(self.teacher.autoencoder, self.teacher.upsample_lr(lr_t * 2 - 1, hr_size))
         return z_h, z_l, z_l_t
 
     @torch.no_grad()

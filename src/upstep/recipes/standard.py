@@ -47,7 +47,8 @@ class StandardRecipe(Recipe):
         lr = make_lr(hr01.cpu(), scale, self.cfg["data"].get("degradation", "bicubic"), g)
         lr_up = self.model.upsample_lr(lr.to(hr01.device) * 2 - 1, hr01.shape[-2:])
         with torch.no_grad():
-            return self.model.autoencoder.encode(hr01 * 2 - 1), self.model.encode_cond(lr_up)
+            ae = self.model.autoencoder
+            return self.encode_frozen(ae, hr01 * 2 - 1), self.encode_frozen(ae, lr_up)  # z_h, z_l
 
     def train_step(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict[str, float]:
         z_h, z_l = self.encode_pair(hr01, self.model.scale, g)

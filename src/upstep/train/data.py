@@ -52,18 +52,32 @@ def list_images(dirs: list[Path]) -> list[Path]:
 
 @dataclass
 class HRCropDataset:
-    """In-memory (decoded lazily, cached) HR images with random crops of ``crop`` pixels."""
+    """In-memory (decoded lazily, cached) HR images with random crops of ``crop`` pixels.
+
+    ``pool`` > 0 draws every crop from a fixed pool of that many (image, position, flip/rotation)
+    choices, made once from ``pool_seed``: the same crops come back every epoch, which is what
+    lets a frozen encoder's latents be cached (``train.latent_cache``)."""
 
     files: list[Path]
     crop: int
+    pool: int = 0
+    pool_seed: int = 0
 
     def __post_init__(self):
         self._cache: dict[int, torch.Tensor] = {}
         self.skipped: list[tuple[Path, str]] = []
+        self._pool: list[tuple[int, float, float, int]] = []
+        if self.pool:
+            g = torch.Generator().manual_seed(self.pool_seed)
+            images = torch.randint(len(self.files), (self.pool,), generator=g).tolist()
+            where = torch.rand(self.pool, 2, generator=g, dtype=torch.float64).tolist()
+            augs = torch.randint(8, (self.pool,), generator=g).tolist()
+            # positions as fractions of the free range: the image sizes are only known once decoded
+            self._pool = [(i, fy, fx, a) for i, (fy, fx), a in zip(images, where, augs)]
 
     @classmethod
     def from_config(cls, dirs: list[str], crop: int, split: str = "train", val_fraction: float = 0.02,
-                    limit: int | None = None) -> "HRCropDataset":
+                    limit: int | None = None, pool: int = 0, pool_seed: int = 0) -> "HRCropDataset":
         files = list_images(resolve_dirs(dirs))
         want_val = split == "val"
         files = [f for f in files if _is_val(f.name, val_fraction) == want_val]
@@ -79,7 +93,7 @@ class HRCropDataset:
             kept = kept[:limit]
         if not kept:
             raise ConfigError(f"no {split} images of at least {crop}px in {dirs}")
-        return cls(kept, crop)
+        return cls(kept, crop, int(pool or 0), pool_seed)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -94,6 +108,9 @@ class HRCropDataset:
 
     def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
         """NCHW float32 in [0, 1]: ``size`` random crops with random flips / 90° rotations."""
+        if self.pool:
+            return torch.stack([self._pool_crop(k) for k in torch.randint(self.pool, (size,), generator=generator)
+                                .tolist()]).float() / 255.0
         idx = torch.randint(len(self), (size,), generator=generator)
         crops = []
         for i in idx.tolist():
@@ -101,13 +118,23 @@ class HRCropDataset:
             _, h, w = img.shape
             y = int(torch.randint(h - self.crop + 1, (1,), generator=generator))
             x = int(torch.randint(w - self.crop + 1, (1,), generator=generator))
-            c = img[:, y:y + self.crop, x:x + self.crop]
             aug = int(torch.randint(8, (1,), generator=generator))
-            if aug & 1:
-                c = c.flip(-1)
-            c = torch.rot90(c, aug >> 1, dims=(-2, -1))
-            crops.append(c)
+            crops.append(self._augment(img[:, y:y + self.crop, x:x + self.crop], aug))
         return torch.stack(crops).float() / 255.0
+
+    def _pool_crop(self, k: int) -> torch.Tensor:
+        i, fy, fx, aug = self._pool[k]
+        img = self.image(i)
+        _, h, w = img.shape
+        y, x = int(fy * (h - self.crop + 1)), int(fx * (w - self.crop + 1))
+        return self._augment(img[:, y:y + self.crop, x:x + self.crop], aug)
+
+    @staticmethod
+    def _augment(c: torch.Tensor, aug: int) -> torch.Tensor:
+        """One of the 8 flips / 90° rotations: bit 0 flips, bits 1-2 rotate."""
+        if aug & 1:
+            c = c.flip(-1)
+        return torch.rot90(c, aug >> 1, dims=(-2, -1))
 
     def center_crops(self, n: int) -> torch.Tensor:
         """Deterministic validation batch: the centre crop of the first ``n`` images."""

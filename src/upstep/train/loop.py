@@ -22,6 +22,7 @@ from upstep.model import save_json, save_model
 from upstep.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from upstep.train.data import HRCropDataset, step_generator
 from upstep.train.ema import EMA
+from upstep.train.latent_cache import LatentCache
 
 
 def make_accelerator(train_cfg: dict):
@@ -106,7 +107,9 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     recipe = build_recipe(cfg, accelerator)
 
     data = HRCropDataset.from_config(dcfg["train_dirs"], dcfg["crop"], "train",
-                                     dcfg.get("val_fraction", 0.02), dcfg.get("limit"))
+                                     dcfg.get("val_fraction", 0.02), dcfg.get("limit"),
+                                     pool=dcfg.get("crop_pool", 0), pool_seed=seed)
+    recipe.latent_cache = LatentCache.from_config(cfg, run_dir)
     val = None
     if tcfg.get("val_every"):
         val = HRCropDataset.from_config(dcfg["train_dirs"], dcfg.get("val_crop", dcfg["crop"]), "val",
@@ -155,6 +158,8 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         done = step + 1
         if val is not None and (done % tcfg["val_every"] == 0 or done == total):
             logs.update(recipe.validate(val.center_crops(dcfg.get("val_images", 8)).to(accelerator.device)))
+        if recipe.latent_cache is not None and (done % tcfg.get("checkpoint_every", 500) == 0 or done == total):
+            recipe.latent_cache.flush()  # every process writes its own part file
         if accelerator.is_main_process:
             if done % tcfg.get("log_every", 50) == 0 or done == end or "val_psnr" in logs:
                 rec = {"step": done, "lr": lr_at(step, tcfg), "elapsed_s": round(time.time() - t0, 2), **logs}
@@ -173,6 +178,8 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
                                 extra={"recipe": cfg["recipe"]}, scaler=accelerator.scaler)
             break
     bar.close()
+    if recipe.latent_cache is not None:
+        recipe.latent_cache.flush()
     accelerator.wait_for_everyone()
     out = run_dir / "model"
     if accelerator.is_main_process and end == total:

@@ -1,0 +1,132 @@
+"""Crop pools and the frozen encoder's latent cache (``data.crop_pool``, ``train.latent_cache``)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_image_folder
+from test_yonos import KL_MODEL, tiny
+from upstep.errors import ConfigError
+from upstep.recipes.base import build_sr_model
+from upstep.train.data import HRCropDataset, list_images
+from upstep.train.latent_cache import LatentCache
+from upstep.train.loop import train
+
+
+def _crops(ds, batches=30, size=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {ds_bytes for _ in range(batches) for ds_bytes in (c.numpy().tobytes() for c in ds.batch(size, g))}
+
+
+def test_crop_pool_draws_from_a_fixed_set_of_crops(tmp_path):
+    files = list_images([make_image_folder(tmp_path / "imgs", n_train=3, n_val=0, size=48)])
+    pool = HRCropDataset(files, 16, pool=5, pool_seed=0)
+    seen = _crops(pool)
+    assert 1 < len(seen) <= 5   # 120 draws, never outside the pool
+    assert seen | _crops(HRCropDataset(files, 16, pool=5, pool_seed=0), seed=1) == seen  # same seed, same pool
+    assert _crops(HRCropDataset(files, 16, pool=5, pool_seed=1)) != seen
+    assert len(_crops(HRCropDataset(files, 16))) > 100   # without a pool: fresh crops
+
+
+class _Counting:
+    """Wraps an autoencoder's encode and counts the samples it encodes."""
+
+    def __init__(self, ae):
+        self.ae, self.samples = ae, 0
+        self.encode = ae.encode
+
+    def __call__(self, x):
+        self.samples += x.shape[0]
+        return self.encode(x)
+
+
+def _kl_autoencoder(seed=0):
+    torch.manual_seed(seed)
+    return build_sr_model({"model": KL_MODEL, "data": {"scale": 4}}).autoencoder.eval()
+
+
+def test_latent_cache_returns_the_encoders_latents_once_per_sample(tmp_path, monkeypatch):
+    ae = _kl_autoencoder()
+    counter = _Counting(ae)
+    monkeypatch.setattr(ae, "encode", counter)
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cache = LatentCache(tmp_path / "cache")
+    z = cache.encode(ae, x)
+    with torch.no_grad():
+        assert torch.allclose(z, counter.encode(x), atol=1e-5)
+    assert counter.samples == 3
+
+    again = torch.cat([x[1:2], x[0:1], -x[2:3]])   # two seen samples, one new
+    z2 = cache.encode(ae, again)
+    assert counter.samples == 4 and (cache.hits, cache.misses) == (2, 4)
+    assert torch.equal(z2[0], z[1]) and torch.equal(z2[1], z[0])
+
+    cache.flush()
+    parts = list((tmp_path / "cache").glob("*/part-*.safetensors"))
+    assert len(parts) == 1 and len(load_file(parts[0])) == 4
+    fresh = LatentCache(tmp_path / "cache")      # a restarted run reads the parts back
+    assert torch.equal(fresh.encode(ae, x), z) and counter.samples == 4
+
+    other = _kl_autoencoder(seed=1)              # other weights: nothing of the first encoder's is reused
+    with torch.no_grad():
+        assert torch.allclose(fresh.encode(other, x), other.encode(x), atol=1e-5)
+    assert fresh.misses == 3
+
+
+def test_latent_cache_config_errors(tmp_path):
+    cfg = {"train": {"latent_cache": True}, "data": {"degradation": "bicubic"}}
+    with pytest.raises(ConfigError, match="crop_pool"):
+        LatentCache.from_config(cfg, tmp_path)
+    cfg["data"].update(crop_pool=8, degradation="realesrgan")
+    with pytest.raises(ConfigError, match="deterministic degradation"):
+        LatentCache.from_config(cfg, tmp_path)
+    cfg["data"]["degradation"] = "bicubic"
+    assert LatentCache.from_config(cfg, tmp_path).folder == tmp_path / "latent_cache"
+    assert LatentCache.from_config({"train": {}, "data": {}}, tmp_path) is None
+
+
+def _kl_cfg(**train_over):
+    cfg = tiny(4, "kl_cached", steps=6, checkpoint_every=3, **train_over)
+    cfg["model"] = KL_MODEL
+    cfg["data"]["crop_pool"] = 4
+    return cfg
+
+
+def _final(run):
+    latest = json.loads((run / "latest.json").read_text())
+    return load_file(str(run / latest["path"] / "tensors.safetensors"))
+
+
+def test_training_with_cached_latents_resumes_exactly(tmp_path):
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    train(_kl_cfg(latent_cache=True), straight, progress=False)
+    train(_kl_cfg(latent_cache=True), broken, stop_after=5, progress=False)   # "crash" after step 5
+    train(_kl_cfg(latent_cache=True), broken, progress=False)
+    a, b = _final(straight), _final(broken)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # 6 steps x 8 crops from a pool of 4: each crop's HR and LR latent computed once, then reused
+    entries = sum(len(load_file(p)) for p in (straight / "latent_cache").glob("*/part-*.safetensors"))
+    assert 0 < entries <= 2 * 4
+
+    plain = tmp_path / "plain"   # the same crops without the cache: the same training, to rounding
+    train(_kl_cfg(), plain, progress=False)
+    logs = [[json.loads(line)["loss"] for line in (r / "log.jsonl").read_text().splitlines()]
+            for r in (straight, plain)]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-3)
+
+
+def test_scale_distillation_caches_the_hr_and_both_lr_latents(tmp_path):
+    from test_yonos import distill_cfg
+
+    teacher_cfg = tiny(2, "kl_x2", steps=2, checkpoint_every=2)
+    teacher_cfg["model"] = KL_MODEL
+    teacher = train(teacher_cfg, tmp_path / "x2", progress=False)
+    cfg = distill_cfg(teacher, scale=4, steps=4, checkpoint_every=4)
+    cfg["data"]["crop_pool"] = 2
+    cfg["train"]["latent_cache"] = str(tmp_path / "shared_cache")
+    train(cfg, tmp_path / "x4", progress=False)
+    parts = list((tmp_path / "shared_cache").glob("*/part-*.safetensors"))
+    assert len(parts) == 1   # student and teacher encoders are the same weights: one namespace
+    assert len(load_file(parts[0])) == 3 * 2   # per crop: z_h, the x4 z_l and the teacher's x2 z_l
