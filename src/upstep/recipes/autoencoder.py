@@ -3,7 +3,11 @@
 For an HR crop x in [-1, 1]:
 
     q(z | x) = N(mu(x), diag sigma^2(x))   (encoder),   z ~ q(z | x),   x_hat = D(z)
-    L = |x - x_hat|_1 + w_p LPIPS(x, x_hat) + w_kl KL(q(z | x) || N(0, I))
+    L = |x - x_hat|_1 + w_p L_feat(x, x_hat) + w_kl KL(q(z | x) || N(0, I))
+
+L_feat is the EfficientNet-Lite0 feature loss of ``upstep.nn.feature_loss`` (LPIPS-style, frozen
+ImageNet features): latent diffusion's LPIPS-VGG is not available offline, and LPIPS-alex is the
+evaluation metric, which is never trained on.
 
 Latent diffusion sums the reconstruction terms over pixels and the KL over latent elements, each
 divided by the batch size, with w_kl = 1e-6. We average the reconstruction terms over pixels
@@ -17,7 +21,7 @@ SR model: trained autoencoder plus the untouched (zero-output) U-Net, so it upsc
 ``decode(encode(bicubic))`` and is the ``model.init_from`` of the diffusion training that
 follows (``upstep train sr_config.json --init-from runs/ae/model``).
 
-Config: ``"autoencoder_loss": {"lpips_weight": 1.0, "kl_weight": 1e-6}``.
+Config: ``"autoencoder_loss": {"perceptual_weight": 1.0, "kl_weight": 1e-6}``.
 """
 from __future__ import annotations
 
@@ -30,27 +34,32 @@ from upstep.errors import ConfigError
 from upstep.nn.autoencoders import KLAutoencoder
 from upstep.recipes.base import Recipe, build_sr_model
 
-DEFAULTS = {"lpips_weight": 1.0, "kl_weight": 1e-6}
+DEFAULTS = {"perceptual_weight": 1.0, "kl_weight": 1e-6}
 
 
 def section(cfg: dict, name: str, defaults: dict) -> dict:
     given = cfg.get(name, {})
+    if "lpips_weight" in given and "perceptual_weight" in defaults:
+        raise ConfigError(f"{name}.lpips_weight: LPIPS-alex is the evaluation metric and is never trained on; "
+                          f"set {name}.perceptual_weight (the EfficientNet-Lite0 feature loss) instead")
     unknown = set(given) - set(defaults)
     if unknown:
         raise ConfigError(f"{name}: unknown settings {sorted(unknown)}; known: {sorted(defaults)}")
     return {**defaults, **given}
 
 
-def load_lpips(weight: float, setting: str, device) -> nn.Module | None:
-    """LPIPS-alex (frozen) when ``weight`` > 0; a clear ConfigError when its weights are absent."""
+def perceptual_loss(weight: float, setting: str, device) -> nn.Module | None:
+    """The frozen EfficientNet-Lite0 feature loss (images in [-1, 1]) when ``weight`` > 0; a
+    clear ConfigError when its weights are absent."""
     if not weight:
         return None
-    from upstep.metrics import LPIPS, MetricUnavailable
+    from upstep.nn.feature_loss import FeatureLoss
+    from upstep.nn.efficientnet import WeightsUnavailable
 
     try:
-        net = LPIPS.from_weights_dir()
-    except MetricUnavailable as e:
-        raise ConfigError(f"{setting}={weight} needs the LPIPS-alex weights: {e}. "
+        net = FeatureLoss()
+    except WeightsUnavailable as e:
+        raise ConfigError(f"{setting}={weight} needs the EfficientNet-Lite0 weights: {e}. "
                           f"Set {setting}=0 to train without the perceptual term.") from e
     return net.to(device).requires_grad_(False).eval()
 
@@ -77,7 +86,8 @@ class AutoencoderRecipe(Recipe):
                               "autoencoder has nothing to train)")
         self.model.requires_grad_(False).eval()
         self.model.autoencoder.requires_grad_(True).train()
-        self.lpips = load_lpips(self.c["lpips_weight"], "autoencoder_loss.lpips_weight", accelerator.device)
+        self.perceptual = perceptual_loss(self.c["perceptual_weight"], "autoencoder_loss.perceptual_weight",
+                                          accelerator.device)
         self.trainable = {"autoencoder": _VAEForward(self.model.autoencoder)}
         tcfg = cfg["train"]
         self.optimizers = {"autoencoder": torch.optim.Adam(self.model.autoencoder.parameters(), lr=tcfg["lr"],
@@ -89,11 +99,11 @@ class AutoencoderRecipe(Recipe):
             x_hat, post = self.wrapped["autoencoder"](x, generator=g)
         x_hat = x_hat.float()
         l1 = (x_hat - x).abs().mean()
-        perc = self.lpips((x_hat + 1) / 2, hr01).mean() if self.lpips is not None else x.new_zeros(())
+        perc = self.perceptual(x_hat, x) if self.perceptual is not None else x.new_zeros(())
         kl = post.kl().float().sum() / x.numel()          # per pixel element, see the docstring
-        loss = l1 + self.c["lpips_weight"] * perc + self.c["kl_weight"] * kl
+        loss = l1 + self.c["perceptual_weight"] * perc + self.c["kl_weight"] * kl
         self.backward_step(loss, "autoencoder", "autoencoder")
-        return {"loss": loss.item(), "l1": l1.item(), "lpips": perc.item(), "kl": kl.item()}
+        return {"loss": loss.item(), "l1": l1.item(), "perceptual": perc.item(), "kl": kl.item()}
 
     def export(self):
         return copy.deepcopy(self.model).cpu().eval()

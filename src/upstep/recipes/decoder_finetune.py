@@ -10,7 +10,8 @@ for an HR crop x_h (pixels in [-1, 1]):
 
 with the latent-diffusion autoencoder loss (L1 + perceptual + patch GAN, Esser et al. 2021):
 
-    L_rec = |x_h - x_hat|_1 + w_p LPIPS(x_h, x_hat)
+    L_rec = |x_h - x_hat|_1 + w_p L_feat(x_h, x_hat)         (EfficientNet-Lite0 features, as in
+                                                             the ``autoencoder`` recipe: not LPIPS-alex)
     L_G   = -E[Disc(x_hat)]                                  (hinge, generator side)
     lambda = ||grad_{D_L} L_rec|| / (||grad_{D_L} L_G|| + 1e-4),  clamped to [0, 1e4]   (VQGAN eq. 7)
     L_dec = L_rec + w_d * lambda * L_G                       (the GAN terms from step ``disc_start`` on)
@@ -27,7 +28,7 @@ Config::
 
     "recipe": "decoder_finetune",
     "init_from": "runs/x8/model",          the one-step SR model (or model.init_from / --init-from)
-    "decoder_finetune": {"lpips_weight": 1.0, "disc_weight": 0.5, "disc_start": 0,
+    "decoder_finetune": {"perceptual_weight": 1.0, "disc_weight": 0.5, "disc_start": 0,
                          "disc": {"channels": 64, "n_layers": 3, "norm": "batch"},
                          "disc_lr_mult": 1.0, "sample_steps": 1}
 
@@ -45,10 +46,10 @@ from upstep.errors import ConfigError
 from upstep.model import SRDiffusionModel, load_model
 from upstep.nn.autoencoders import KLAutoencoder
 from upstep.nn.patchgan import NLayerDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
-from upstep.recipes.autoencoder import load_lpips, section
+from upstep.recipes.autoencoder import perceptual_loss, section
 from upstep.recipes.base import Recipe, make_lr
 
-DEFAULTS = {"lpips_weight": 1.0, "disc_weight": 0.5, "disc_start": 0, "disc_lr_mult": 1.0,
+DEFAULTS = {"perceptual_weight": 1.0, "disc_weight": 0.5, "disc_start": 0, "disc_lr_mult": 1.0,
             "disc": {"channels": 64, "n_layers": 3, "norm": "batch"}, "sample_steps": 1}
 
 
@@ -101,7 +102,7 @@ class DecoderFinetuneRecipe(Recipe):
         self.model.requires_grad_(False).eval()               # U-Net and encoder: frozen
         self.decoder = KLDecoder(self.model.autoencoder)
         self.decoder.requires_grad_(True).train()             # ... the decoder is trained
-        self.lpips = load_lpips(c["lpips_weight"], "decoder_finetune.lpips_weight", dev)
+        self.perceptual = perceptual_loss(c["perceptual_weight"], "decoder_finetune.perceptual_weight", dev)
         self.disc = NLayerDiscriminator(**{"in_channels": 3, **c["disc"]}).to(dev)
         self.trainable = {"decoder": self.decoder, "disc": self.disc}
         lr = cfg["train"]["lr"]
@@ -128,9 +129,9 @@ class DecoderFinetuneRecipe(Recipe):
         with self.accelerator.autocast():
             x_hat = self.wrapped["decoder"](z).float()
         l1 = (x_hat - hr).abs().mean()
-        perc = self.lpips((x_hat + 1) / 2, hr01).mean() if self.lpips is not None else hr.new_zeros(())
-        rec = l1 + c["lpips_weight"] * perc                                        # L_rec
-        logs = {"l1": l1.item(), "lpips": perc.item()}
+        perc = self.perceptual(x_hat, hr) if self.perceptual is not None else hr.new_zeros(())
+        rec = l1 + c["perceptual_weight"] * perc                                   # L_rec
+        logs = {"l1": l1.item(), "perceptual": perc.item()}
         use_gan = step >= c["disc_start"] and c["disc_weight"] > 0
         if use_gan:
             self.disc.requires_grad_(False)        # the generator-side term never updates Disc
