@@ -137,7 +137,7 @@ def ft_name(arm: str, disc_weight: float) -> str:
 
 def decoder_finetune_arms(arms: list[Arm], steps: int, runs: Path, disc_weights: list[float]) -> list[Arm]:
     """Table 4's fine-tuned-decoder cells: each arm's own decoder fine-tuned on its 1-step latents,
-    once per GAN weight (0.5 = the paper's loss; 0 = L1 + LPIPS only). Evaluated at 1 step."""
+    once per GAN weight (0.5 = the paper's loss; 0 = L1 + feature loss only). Evaluated at 1 step."""
     tuned = []
     for arm in arms:
         for w in disc_weights:
@@ -291,7 +291,7 @@ def main() -> None:
     ap.add_argument("--decoder-steps", type=int, default=0, help="Table 4: fine-tune each arm's decoder this many "
                     "steps (needs a KL --autoencoder); 0 = skip")
     ap.add_argument("--decoder-gan-weights", default=str(GAN_WEIGHT),
-                    help="comma list of patch-GAN weights, one fine-tuned decoder per arm for each (0 = L1 + LPIPS only)")
+                    help="comma list of patch-GAN weights, one fine-tuned decoder per arm for each (0 = L1 + feature loss only)")
     ap.add_argument("--train-only", action="store_true", help="train (the --group's arms) and stop before evaluating")
     ap.add_argument("--headline-steps", default="", help="extra DDIM step counts for the direct arms only, e.g. 200")
     ap.add_argument("--group", choices=["direct", "chain"], default=None,
@@ -596,7 +596,7 @@ def _cell(results: dict, arm: str, s: str, steps: int = 1, method: str | None = 
 def table4(results: dict, sets: list[str], decoder_steps: int, gan_weights: list[float]) -> list[str]:
     """YONOS Table 4: {original, fine-tuned decoder} x {no distillation, scale distillation}, 1 step."""
     lines = ["## Table 4: decoder fine-tuning x scale distillation (1 DDIM step)", "",
-             f"Fine-tuned decoder: {decoder_steps} steps of `decoder_finetune` (L1 + LPIPS + GAN weight x patch-GAN "
+             f"Fine-tuned decoder: {decoder_steps} steps of `decoder_finetune` (L1 + EfficientNet-Lite0 feature loss (not LPIPS-alex, the metric) + GAN weight x patch-GAN "
              "loss with the adaptive weight of VQGAN eq. 7; 0.5 is the latent-diffusion autoencoder's) on each arm's own "
              "one-step latents, U-Net and encoder frozen.", ""]
     for s in sets:
