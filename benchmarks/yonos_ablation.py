@@ -144,7 +144,7 @@ def decoder_finetune_arms(arms: list[Arm], steps: int, runs: Path, disc_weights:
             def train_ft(arm=arm, w=w) -> Path:
                 cfg = {"name": ft_name(arm.name, w), "recipe": "decoder_finetune", "seed": BASE["seed"],
                        "init_from": str(arm.train()), "data": {**BASE["data"], "scale": int(arm.name[-1])},
-                       "decoder_finetune": {"perceptual_weight": 1.0, "disc_weight": w, "disc_start": 0,
+                       "decoder_finetune": {"perceptual_weight": 0.1, "disc_weight": w, "disc_start": 0,
                                             "disc": {"channels": 32, "n_layers": 3, "norm": "batch"}},
                        "train": {"steps": steps, "batch": BASE["train"]["batch"], "lr": 1e-4, "warmup": 0,
                                  "mixed_precision": "bf16", "checkpoint_every": 100, "val_every": 100000,

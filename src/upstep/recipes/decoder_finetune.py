@@ -28,7 +28,7 @@ Config::
 
     "recipe": "decoder_finetune",
     "init_from": "runs/x8/model",          the one-step SR model (or model.init_from / --init-from)
-    "decoder_finetune": {"perceptual_weight": 1.0, "disc_weight": 0.5, "disc_start": 0,
+    "decoder_finetune": {"perceptual_weight": 0.1, "disc_weight": 0.5, "disc_start": 0,
                          "disc": {"channels": 64, "n_layers": 3, "norm": "batch"},
                          "disc_lr_mult": 1.0, "sample_steps": 1}
 
@@ -49,7 +49,7 @@ from upstep.nn.patchgan import NLayerDiscriminator, adaptive_gan_weight, hinge_d
 from upstep.recipes.autoencoder import perceptual_loss, section
 from upstep.recipes.base import Recipe, make_lr
 
-DEFAULTS = {"perceptual_weight": 1.0, "disc_weight": 0.5, "disc_start": 0, "disc_lr_mult": 1.0,
+DEFAULTS = {"perceptual_weight": 0.1, "disc_weight": 0.5, "disc_start": 0, "disc_lr_mult": 1.0,
             "disc": {"channels": 64, "n_layers": 3, "norm": "batch"}, "sample_steps": 1}
 
 
