@@ -27,6 +27,27 @@ def test_crop_pool_draws_from_a_fixed_set_of_crops(tmp_path):
     assert seen | _crops(HRCropDataset(files, 16, pool=5, pool_seed=0), seed=1) == seen  # same seed, same pool
     assert _crops(HRCropDataset(files, 16, pool=5, pool_seed=1)) != seen
     assert len(_crops(HRCropDataset(files, 16))) > 100   # without a pool: fresh crops
+    with pytest.raises(ConfigError, match="crop_pool must be"):
+        HRCropDataset.from_config([str(tmp_path / "imgs")], 16, pool=-3)
+
+
+def test_fresh_crops_draw_what_they_drew_before_the_pool_existed(tmp_path):
+    """Without a pool the crops (and so every existing run's data) are unchanged: index, y, x and
+    the flip/rotation drawn in that order, as the loader did before ``crop_pool``."""
+    files = list_images([make_image_folder(tmp_path / "imgs", n_train=3, n_val=0, size=48)])
+    ds = HRCropDataset(files, 16)
+    g = torch.Generator().manual_seed(7)
+    idx = torch.randint(len(ds), (5,), generator=g)
+    want = []
+    for i in idx.tolist():
+        img = ds.image(i)
+        y = int(torch.randint(img.shape[1] - 15, (1,), generator=g))
+        x = int(torch.randint(img.shape[2] - 15, (1,), generator=g))
+        c = img[:, y:y + 16, x:x + 16]
+        aug = int(torch.randint(8, (1,), generator=g))
+        c = c.flip(-1) if aug & 1 else c
+        want.append(torch.rot90(c, aug >> 1, dims=(-2, -1)))
+    assert torch.equal(ds.batch(5, torch.Generator().manual_seed(7)), torch.stack(want).float() / 255.0)
 
 
 class _Counting:
@@ -43,7 +64,7 @@ class _Counting:
 
 def _kl_autoencoder(seed=0):
     torch.manual_seed(seed)
-    return build_sr_model({"model": KL_MODEL, "data": {"scale": 4}}).autoencoder.eval()
+    return build_sr_model({"model": KL_MODEL, "data": {"scale": 4}}).autoencoder.requires_grad_(False).eval()
 
 
 def test_latent_cache_returns_the_encoders_latents_once_per_sample(tmp_path, monkeypatch):
@@ -72,10 +93,22 @@ def test_latent_cache_returns_the_encoders_latents_once_per_sample(tmp_path, mon
     with torch.no_grad():
         assert torch.allclose(fresh.encode(other, x), other.encode(x), atol=1e-5)
     assert fresh.misses == 3
+    rescaled = _kl_autoencoder()                 # the same weights, another latent scaling
+    rescaled.scaling = 0.5 * ae.scaling
+    with torch.no_grad():
+        assert torch.allclose(fresh.encode(rescaled, x), 0.5 * z, atol=1e-5)
+    assert fresh.misses == 6
+
+    ae.train()
+    with pytest.raises(RuntimeError, match="frozen"):
+        fresh.encode(ae, x)
 
 
 def test_latent_cache_config_errors(tmp_path):
-    cfg = {"train": {"latent_cache": True}, "data": {"degradation": "bicubic"}}
+    cfg = {"recipe": "autoencoder", "train": {"latent_cache": True}, "data": {"crop_pool": 8}}
+    with pytest.raises(ConfigError, match="standard and scale_distill"):
+        LatentCache.from_config(cfg, tmp_path)
+    cfg = {"recipe": "standard", "train": {"latent_cache": True}, "data": {"degradation": "bicubic"}}
     with pytest.raises(ConfigError, match="crop_pool"):
         LatentCache.from_config(cfg, tmp_path)
     cfg["data"].update(crop_pool=8, degradation="realesrgan")

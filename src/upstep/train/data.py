@@ -91,6 +91,8 @@ class HRCropDataset:
                 continue  # unreadable files are simply not part of the pool
         if limit:
             kept = kept[:limit]
+        if pool and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 1):
+            raise ConfigError(f"data.crop_pool must be a number of crops (an integer >= 1), not {pool!r}")
         if not kept:
             raise ConfigError(f"no {split} images of at least {crop}px in {dirs}")
         return cls(kept, crop, int(pool or 0), pool_seed)

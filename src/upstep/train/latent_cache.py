@@ -15,7 +15,9 @@ runs may share a folder) and every part is read back when a run starts.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import warnings
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -26,11 +28,15 @@ from torch import nn
 from upstep.errors import ConfigError
 
 DETERMINISTIC_DEGRADATIONS = ("bicubic", "avgpool")
+RECIPES = ("standard", "scale_distill")   # the recipes that encode through ``Recipe.encode_frozen``
 
 
 def encoder_digest(module: nn.Module) -> str:
-    """Identity of a frozen encoder: its class and every parameter and buffer, byte for byte."""
+    """Identity of a frozen autoencoder: its class, its settings (``config()``: factor, latent
+    scaling...) and every parameter and buffer, byte for byte."""
     h = hashlib.blake2b(type(module).__qualname__.encode(), digest_size=16)
+    if hasattr(module, "config"):
+        h.update(json.dumps(module.config(), sort_keys=True, default=str).encode())
     for name, t in module.state_dict().items():
         h.update(name.encode())
         h.update(str((tuple(t.shape), t.dtype)).encode())
@@ -47,7 +53,8 @@ def sample_key(x: torch.Tensor) -> str:
 
 class LatentCache:
     """Per-sample memo of ``autoencoder.encode``; at most ``max_entries`` kept in memory (least
-    recently used dropped first)."""
+    recently used dropped first, with a warning: a pool larger than that is recomputed). Each entry
+    is one latent, e.g. 32 KiB for a 128-px crop at f = 4 with 8 float32 channels."""
 
     def __init__(self, folder: Path | None = None, max_entries: int = 100_000):
         self.folder = Path(folder) if folder is not None else None
@@ -57,6 +64,7 @@ class LatentCache:
         self._digests: dict[int, str] = {}
         self._loaded: set[str] = set()
         self.hits = self.misses = 0
+        self._warned = False
 
     @classmethod
     def from_config(cls, cfg: dict, run_dir: Path) -> "LatentCache | None":
@@ -65,6 +73,9 @@ class LatentCache:
         setting = cfg["train"].get("latent_cache", False)
         if not setting:
             return None
+        if cfg.get("recipe") not in RECIPES:
+            raise ConfigError(f"train.latent_cache works with the {' and '.join(RECIPES)} recipes (a frozen "
+                              f"encoder), not {cfg.get('recipe')!r}")
         data = cfg["data"]
         if not data.get("crop_pool"):
             raise ConfigError("train.latent_cache needs data.crop_pool (a fixed pool of crops): with fresh random "
@@ -92,18 +103,30 @@ class LatentCache:
         from safetensors.torch import load_file
 
         for part in sorted((self.folder / digest).glob("part-*.safetensors")):
-            for k, v in load_file(part).items():
+            try:
+                tensors = load_file(part)
+            except Exception as e:  # noqa: BLE001  (a truncated or foreign file)
+                raise ConfigError(f"{part}: not a readable latent-cache part ({e}); delete it (its latents "
+                                  "are recomputed)") from None
+            for k, v in tensors.items():
                 self._put(f"{digest}/{k}", v)
 
     def _put(self, key: str, value: torch.Tensor) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
+        if len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"latent cache: more than {self.max_entries} latents; the least recently used "
+                              "are dropped and recomputed when seen again", stacklevel=2)
 
     @torch.no_grad()
     def encode(self, autoencoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``autoencoder.encode(x)`` for a batch, one cached sample at a time."""
+        if autoencoder.training or any(p.requires_grad for p in autoencoder.parameters()):
+            raise RuntimeError("latent cache: the autoencoder is being trained; only a frozen one's "
+                               "latents can be cached")
         ns = self._namespace(autoencoder)
         out = []
         for sample in x:
