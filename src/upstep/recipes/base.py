@@ -100,11 +100,13 @@ class Recipe:
         self.wrapped: dict[str, nn.Module] = {}
         self.emas: dict = {}
 
-    def encode_frozen(self, autoencoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``autoencoder.encode(x)`` of a frozen autoencoder, through the latent cache if any."""
+    def encode_frozen(self, autoencoder: nn.Module, x: torch.Tensor, fn=None) -> torch.Tensor:
+        """``fn(x)`` (default ``autoencoder.encode``; or a model's ``encode_cond``) with a frozen
+        ``autoencoder``, through the latent cache if any."""
+        fn = fn or autoencoder.encode
         if self.latent_cache is None:
-            return autoencoder.encode(x)
-        return self.latent_cache.encode(autoencoder, x)
+            return fn(x)
+        return self.latent_cache.encode(autoencoder, x, fn)
 
     def backward_step(self, loss: torch.Tensor, opt_name: str, module_name: str) -> None:
         opt = self.optimizers[opt_name]

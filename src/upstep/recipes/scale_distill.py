@@ -126,8 +126,9 @@ class ScaleDistillRecipe(StandardRecipe):
         lr_t = make_lr(hr01.cpu(), self.teacher.scale, deg, g_teacher).to(hr01.device)
         ae = self.model.autoencoder   # the teacher's frozen copy: the same weights
         z_h = self.encode_frozen(ae, hr01 * 2 - 1)
-        z_l = self.encode_frozen(ae, self.model.upsample_lr(lr_s * 2 - 1, hr_size))
-        z_l_t = self.encode_frozen(self.teacher.autoencoder, self.teacher.upsample_lr(lr_t * 2 - 1, hr_size))
+        z_l = self.encode_frozen(ae, self.model.upsample_lr(lr_s * 2 - 1, hr_size), self.model.encode_cond)
+        z_l_t = self.encode_frozen(self.teacher.autoencoder, self.teacher.upsample_lr(lr_t * 2 - 1, hr_size),
+                                   self.teacher.encode_cond)
         return z_h, z_l, z_l_t
 
     @torch.no_grad()

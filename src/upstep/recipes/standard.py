@@ -48,7 +48,7 @@ class StandardRecipe(Recipe):
         lr_up = self.model.upsample_lr(lr.to(hr01.device) * 2 - 1, hr01.shape[-2:])
         with torch.no_grad():
             ae = self.model.autoencoder
-            return self.encode_frozen(ae, hr01 * 2 - 1), self.encode_frozen(ae, lr_up)  # z_h, z_l
+            return self.encode_frozen(ae, hr01 * 2 - 1), self.encode_frozen(ae, lr_up, self.model.encode_cond)
 
     def train_step(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict[str, float]:
         z_h, z_l = self.encode_pair(hr01, self.model.scale, g)

@@ -122,19 +122,23 @@ class LatentCache:
                               "are dropped and recomputed when seen again", stacklevel=2)
 
     @torch.no_grad()
-    def encode(self, autoencoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``autoencoder.encode(x)`` for a batch, one cached sample at a time."""
+    def encode(self, autoencoder: nn.Module, x: torch.Tensor, fn=None) -> torch.Tensor:
+        """``fn(x)`` (default ``autoencoder.encode``; e.g. a model's ``encode_cond``, which encodes
+        with ``autoencoder``) for a batch, one cached sample at a time. The key holds ``fn``'s name,
+        so two encodings of the same bytes never share an entry."""
+        fn = fn or autoencoder.encode
         if autoencoder.training or any(p.requires_grad for p in autoencoder.parameters()):
             raise RuntimeError("latent cache: the autoencoder is being trained; only a frozen one's "
                                "latents can be cached")
         ns = self._namespace(autoencoder)
+        role = getattr(fn, "__name__", "encode")
         out = []
         for sample in x:
-            key = f"{ns}/{sample_key(sample)}"
+            key = f"{ns}/{role}:{sample_key(sample)}"
             z = self._entries.get(key)
             if z is None:
                 self.misses += 1
-                z = autoencoder.encode(sample[None])[0].detach().cpu()
+                z = fn(sample[None])[0].detach().cpu()
                 self._put(key, z)
                 if self.folder is not None:
                     self._unsaved[key] = z
@@ -154,7 +158,7 @@ class LatentCache:
 
         by_ns: dict[str, dict[str, torch.Tensor]] = {}
         for key, z in self._unsaved.items():
-            ns, k = key.split("/")
+            ns, k = key.split("/", 1)
             by_ns.setdefault(ns, {})[k] = z.contiguous()
         for ns, tensors in by_ns.items():
             name = f"part-{time.time_ns()}-{os.getpid()}.safetensors"
