@@ -171,3 +171,46 @@ def test_scale_distillation_caches_the_hr_and_both_lr_latents(tmp_path):
     parts = list((tmp_path / "shared_cache").glob("*/part-*.safetensors"))
     assert len(parts) == 1   # student and teacher encoders are the same weights: one namespace
     assert len(load_file(parts[0])) == 3 * 2   # per crop: z_h, the x4 z_l and the teacher's x2 z_l
+
+
+def test_filling_the_cache_in_shards_gives_training_every_latent(tmp_path, capsys):
+    """``upstep train --fill-latent-cache i/n``: shards of the pool, filled apart, hold every latent
+    a training run asks for (HR, student and teacher LR views), each equal to a fresh encoding."""
+    from test_yonos import distill_cfg
+    from upstep.cli import main
+    from upstep.recipes import build_recipe
+    from upstep.train.loop import make_accelerator
+
+    teacher_cfg = tiny(2, "kl_x2", steps=2, checkpoint_every=2)
+    teacher_cfg["model"] = KL_MODEL
+    teacher = train(teacher_cfg, tmp_path / "x2", progress=False)
+    cfg = distill_cfg(teacher, scale=4, steps=4, checkpoint_every=4)
+    cfg["data"]["crop_pool"] = 3
+    cfg["train"]["latent_cache"] = str(tmp_path / "shared_cache")
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    for shard in ("0/2", "1/2"):
+        assert main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(tmp_path / "x4"),
+                     "--fill-latent-cache", shard, "--no-progress"]) == 0
+    parts = sorted((tmp_path / "shared_cache").glob("*/part-*.safetensors"))
+    assert len(parts) == 2 and sum(len(load_file(p)) for p in parts) == 3 * 3   # 3 crops x 3 views
+    assert not (tmp_path / "x4" / "checkpoints").exists()                       # nothing was trained
+
+    # training now finds every latent: its cache computes none (no new part file), and each cached
+    # latent equals the encoder's own output
+    train(cfg, tmp_path / "x4", progress=False)
+    assert sorted((tmp_path / "shared_cache").glob("*/part-*.safetensors")) == parts
+    recipe = build_recipe(cfg, make_accelerator(cfg["train"]))
+    d = cfg["data"]
+    pool = HRCropDataset.from_config(d["train_dirs"], d["crop"], "train", d.get("val_fraction", 0.02), d.get("limit"),
+                                     pool=3, pool_seed=cfg.get("seed", 0))
+    with torch.no_grad():
+        z_h, z_l, z_l_t = recipe.frozen_latents(pool.pool_crops([0, 1, 2]), torch.Generator())
+    cached = LatentCache(tmp_path / "shared_cache")
+    recipe.latent_cache = cached
+    for fresh, again in zip((z_h, z_l, z_l_t), recipe.frozen_latents(pool.pool_crops([0, 1, 2]), torch.Generator())):
+        assert torch.allclose(fresh, again, atol=1e-5)
+    assert cached.misses == 0 and cached.hits == 9
+
+    assert main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(tmp_path / "x4"),
+                 "--fill-latent-cache", "2/2"]) != 0
+    assert "shard 2/2" in capsys.readouterr().err

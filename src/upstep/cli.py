@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from upstep.errors import UpstepError
+from upstep.errors import ConfigError, UpstepError
 
 
 def _add_upscale(sub):
@@ -130,6 +130,9 @@ def _add_train(sub):
                    help="override a config entry, e.g. --set train.steps=1000")
     p.add_argument("--init-from", default=None, help="start from a local diffusers folder or an upstep model")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--fill-latent-cache", metavar="SHARD/SHARDS", default=None,
+                   help="do not train: compute the frozen encoder's latents of the crop pool into the config's "
+                        "train.latent_cache, pool entries SHARD, SHARD+SHARDS, ... (e.g. 0/2 and 1/2 on two cores)")
     p.set_defaults(func=run_train)
 
 
@@ -138,6 +141,8 @@ def run_train(args) -> int:
     from upstep.train.loop import train
 
     cfg = load_config(args.config, args.set)
+    if args.fill_latent_cache:
+        return _fill_latent_cache(cfg, args)
     if cfg.get("recipe") == "yonos_chain":  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
         from upstep.recipes.scale_distill import chain_stages, run_chain
 
@@ -151,6 +156,18 @@ def run_train(args) -> int:
         cfg.setdefault("model", {})["init_from"] = args.init_from
     out = train(cfg, args.run_dir, progress=not args.no_progress)
     print(f"model written to {out}")
+    return 0
+
+
+def _fill_latent_cache(cfg: dict, args) -> int:
+    from upstep.train.loop import fill_latent_cache
+
+    try:
+        shard, shards = (int(v) for v in args.fill_latent_cache.split("/"))
+    except ValueError:
+        raise ConfigError(f"--fill-latent-cache wants SHARD/SHARDS, e.g. 0/2, not {args.fill_latent_cache!r}") from None
+    counts = fill_latent_cache(cfg, args.run_dir, shard, shards)
+    print(f"latent cache: {counts['misses']} latents computed, {counts['hits']} already cached")
     return 0
 
 

@@ -100,6 +100,11 @@ class Recipe:
         self.wrapped: dict[str, nn.Module] = {}
         self.emas: dict = {}
 
+    def frozen_latents(self, hr01: torch.Tensor, g: torch.Generator):
+        """Every frozen-encoder latent one training step computes for the crops ``hr01`` (what
+        ``upstep train --fill-latent-cache`` precomputes); recipes with a latent cache override it."""
+        raise ConfigError(f"the {self.cfg.get('recipe')!r} recipe has no frozen-encoder latents to cache")
+
     def encode_frozen(self, autoencoder: nn.Module, x: torch.Tensor, fn=None) -> torch.Tensor:
         """``fn(x)`` (default ``autoencoder.encode``; or a model's ``encode_cond``) with a frozen
         ``autoencoder``, through the latent cache if any."""

@@ -114,6 +114,9 @@ class ScaleDistillRecipe(StandardRecipe):
         self.optimizers = {"unet": torch.optim.AdamW(self.model.unet.parameters(), lr=tcfg["lr"],
                                                      weight_decay=tcfg.get("weight_decay", 0.0))}
 
+    def frozen_latents(self, hr01: torch.Tensor, g: torch.Generator):
+        return self.encode_views(hr01, g)
+
     @torch.no_grad()
     def encode_views(self, hr01: torch.Tensor, g: torch.Generator):
         """z_h, the student's z_l (scale s) and the teacher's z_l' (scale s') of one HR crop."""

@@ -50,6 +50,9 @@ class StandardRecipe(Recipe):
             ae = self.model.autoencoder
             return self.encode_frozen(ae, hr01 * 2 - 1), self.encode_frozen(ae, lr_up, self.model.encode_cond)
 
+    def frozen_latents(self, hr01: torch.Tensor, g: torch.Generator):
+        return self.encode_pair(hr01, self.model.scale, g)
+
     def train_step(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict[str, float]:
         z_h, z_l = self.encode_pair(hr01, self.model.scale, g)
         z0 = self.model.to_target(z_h, z_l)

@@ -111,8 +111,7 @@ class HRCropDataset:
     def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
         """NCHW float32 in [0, 1]: ``size`` random crops with random flips / 90° rotations."""
         if self.pool:
-            return torch.stack([self._pool_crop(k) for k in torch.randint(self.pool, (size,), generator=generator)
-                                .tolist()]).float() / 255.0
+            return self.pool_crops(torch.randint(self.pool, (size,), generator=generator).tolist())
         idx = torch.randint(len(self), (size,), generator=generator)
         crops = []
         for i in idx.tolist():
@@ -123,6 +122,10 @@ class HRCropDataset:
             aug = int(torch.randint(8, (1,), generator=generator))
             crops.append(self._augment(img[:, y:y + self.crop, x:x + self.crop], aug))
         return torch.stack(crops).float() / 255.0
+
+    def pool_crops(self, indices: list[int]) -> torch.Tensor:
+        """NCHW float32 in [0, 1]: the crop pool's entries ``indices`` (as ``batch`` returns them)."""
+        return torch.stack([self._pool_crop(k) for k in indices]).float() / 255.0
 
     def _pool_crop(self, k: int) -> torch.Tensor:
         i, fy, fx, aug = self._pool[k]

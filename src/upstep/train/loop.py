@@ -188,3 +188,34 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
                                       "config": cfg.get("name", ""), "trained_by": "upstep train"})
     accelerator.wait_for_everyone()  # every process sees the model (a chain's next stage loads it)
     return out
+
+
+def fill_latent_cache(cfg: dict, run_dir: str | Path, shard: int = 0, shards: int = 1, batch: int = 8) -> dict:
+    """Compute the frozen encoder's latents of ``cfg``'s whole crop pool into its latent cache
+    (``train.latent_cache``), without training: pool entries ``shard``, ``shard + shards``, ...
+    Several processes (one shard each) fill a cache once, instead of every run that starts on an
+    empty cache recomputing the same misses. Returns the cache's hit and miss counts."""
+    from upstep.errors import ConfigError
+    from upstep.recipes import build_recipe
+
+    if not 0 <= shard < shards:
+        raise ConfigError(f"latent-cache shard {shard}/{shards}: need 0 <= shard < shards")
+    seed = int(cfg.get("seed", 0))
+    cache = LatentCache.from_config(cfg, Path(run_dir))
+    if cache is None:
+        raise ConfigError("filling a latent cache needs train.latent_cache (and data.crop_pool) in the config")
+    accelerator = make_accelerator(cfg["train"])
+    torch.manual_seed(seed)
+    recipe = build_recipe(cfg, accelerator)
+    recipe.latent_cache = cache
+    dcfg = cfg["data"]
+    data = HRCropDataset.from_config(dcfg["train_dirs"], dcfg["crop"], "train", dcfg.get("val_fraction", 0.02),
+                                     dcfg.get("limit"), pool=dcfg["crop_pool"], pool_seed=seed)
+    mine = list(range(shard, data.pool, shards))
+    g = step_generator(seed, 0)   # the degradation is deterministic (the cache requires it): unused
+    for n, i in enumerate(tqdm(range(0, len(mine), batch), desc=f"latents {shard}/{shards}"), 1):
+        recipe.frozen_latents(data.pool_crops(mine[i:i + batch]).to(accelerator.device), g)
+        if n % 250 == 0:
+            cache.flush()
+    cache.flush()
+    return {"hits": cache.hits, "misses": cache.misses}
