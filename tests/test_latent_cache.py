@@ -158,16 +158,22 @@ def test_training_with_cached_latents_resumes_exactly(tmp_path):
     assert logs[0] == pytest.approx(logs[1], rel=1e-3)
 
 
-def test_scale_distillation_caches_the_hr_and_both_lr_latents(tmp_path):
+def _kl_distill_cfg(tmp_path, crop_pool: int) -> dict:
+    """A x2 -> x4 scale-distillation stage in a KL latent, its crops from a pool, its latents cached
+    in ``tmp_path/shared_cache`` (the x2 teacher is trained here, 2 steps)."""
     from test_yonos import distill_cfg
 
     teacher_cfg = tiny(2, "kl_x2", steps=2, checkpoint_every=2)
     teacher_cfg["model"] = KL_MODEL
     teacher = train(teacher_cfg, tmp_path / "x2", progress=False)
     cfg = distill_cfg(teacher, scale=4, steps=4, checkpoint_every=4)
-    cfg["data"]["crop_pool"] = 2
+    cfg["data"]["crop_pool"] = crop_pool
     cfg["train"]["latent_cache"] = str(tmp_path / "shared_cache")
-    train(cfg, tmp_path / "x4", progress=False)
+    return cfg
+
+
+def test_scale_distillation_caches_the_hr_and_both_lr_latents(tmp_path):
+    train(_kl_distill_cfg(tmp_path, crop_pool=2), tmp_path / "x4", progress=False)
     parts = list((tmp_path / "shared_cache").glob("*/part-*.safetensors"))
     assert len(parts) == 1   # student and teacher encoders are the same weights: one namespace
     assert len(load_file(parts[0])) == 3 * 2   # per crop: z_h, the x4 z_l and the teacher's x2 z_l
@@ -176,17 +182,11 @@ def test_scale_distillation_caches_the_hr_and_both_lr_latents(tmp_path):
 def test_filling_the_cache_in_shards_gives_training_every_latent(tmp_path, capsys):
     """``upstep train --fill-latent-cache i/n``: shards of the pool, filled apart, hold every latent
     a training run asks for (HR, student and teacher LR views), each equal to a fresh encoding."""
-    from test_yonos import distill_cfg
     from upstep.cli import main
     from upstep.recipes import build_recipe
     from upstep.train.loop import make_accelerator
 
-    teacher_cfg = tiny(2, "kl_x2", steps=2, checkpoint_every=2)
-    teacher_cfg["model"] = KL_MODEL
-    teacher = train(teacher_cfg, tmp_path / "x2", progress=False)
-    cfg = distill_cfg(teacher, scale=4, steps=4, checkpoint_every=4)
-    cfg["data"]["crop_pool"] = 3
-    cfg["train"]["latent_cache"] = str(tmp_path / "shared_cache")
+    cfg = _kl_distill_cfg(tmp_path, crop_pool=3)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     for shard in ("0/2", "1/2"):
         assert main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(tmp_path / "x4"),
