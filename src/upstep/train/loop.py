@@ -91,6 +91,13 @@ def _out_of_time(accelerator, t0: float, limit_s: float) -> bool:
     return bool(broadcast(flag)[0] > 0) if accelerator.num_processes > 1 else bool(flag[0] > 0)
 
 
+def training_crops(cfg: dict) -> HRCropDataset:
+    """The training split of ``cfg``'s data, with its crop pool (``data.crop_pool``) if any."""
+    d = cfg["data"]
+    return HRCropDataset.from_config(d["train_dirs"], d["crop"], "train", d.get("val_fraction", 0.02), d.get("limit"),
+                                     pool=d.get("crop_pool", 0), pool_seed=int(cfg.get("seed", 0)))
+
+
 def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, progress: bool = True) -> Path:
     """Train ``cfg`` into ``run_dir``; resumes from ``run_dir/latest.json`` if present.
 
@@ -106,9 +113,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     torch.manual_seed(seed)  # network initialisation is seeded too
     recipe = build_recipe(cfg, accelerator)
 
-    data = HRCropDataset.from_config(dcfg["train_dirs"], dcfg["crop"], "train",
-                                     dcfg.get("val_fraction", 0.02), dcfg.get("limit"),
-                                     pool=dcfg.get("crop_pool", 0), pool_seed=seed)
+    data = training_crops(cfg)
     recipe.latent_cache = LatentCache.from_config(cfg, run_dir)
     val = None
     if tcfg.get("val_every"):
@@ -208,9 +213,7 @@ def fill_latent_cache(cfg: dict, run_dir: str | Path, shard: int = 0, shards: in
     torch.manual_seed(seed)
     recipe = build_recipe(cfg, accelerator)
     recipe.latent_cache = cache
-    dcfg = cfg["data"]
-    data = HRCropDataset.from_config(dcfg["train_dirs"], dcfg["crop"], "train", dcfg.get("val_fraction", 0.02),
-                                     dcfg.get("limit"), pool=dcfg["crop_pool"], pool_seed=seed)
+    data = training_crops(cfg)
     mine = list(range(shard, data.pool, shards))
     g = step_generator(seed, 0)   # the degradation is deterministic (the cache requires it): unused
     for n, i in enumerate(tqdm(range(0, len(mine), batch), desc=f"latents {shard}/{shards}"), 1):
