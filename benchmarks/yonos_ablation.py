@@ -53,8 +53,9 @@ import copy
 import json
 from pathlib import Path
 
-from upstep.evaluate.ablation import (Arm, claim_text, compare, fmt_diff, fmt_mean_range, mean_and_range, noise_note,
-                                      run_arms, train_run)
+from upstep.evaluate.ablation import (Arm, claim_text, compare, difference_of, fmt_diff, fmt_mean_range, mean_and_range,
+                                     noise_note, paired_claim_text, paired_difference, per_image, run_arms,
+                                     train_run)
 from upstep.evaluate.report import md_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,9 +337,10 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
     base = next(a for a in results if "+" not in a)  # every arm shares the frozen autoencoder
     recon = (decoder_reconstruction({"autoencoder (original decoder)": Path(results[base]["model"]),
                                      **{a: Path(f) for a, f in tuned.items()}}, sets, args.limit) if tuned else {})
+    claims = table4_claims(OUT, results, sets, gan_weights, max(headline, default=0)) if tuned else {}
     summary = {"budget_B": args.budget, "seed": args.seed, "weighting": weighting(args.omega_max),
                "latent_scaling": scaling, "autoencoder": args.autoencoder,
-               "decoder_steps": args.decoder_steps, "decoder_reconstruction_psnr_y": recon,
+               "decoder_steps": args.decoder_steps, "decoder_reconstruction_psnr_y": recon, "table4_claims": claims,
                "arms": {a: {"scale": r["scale"], "steps": r["steps"], "sets": r["sets"], "fid": r.get("fid")}
                         for a, r in results.items()},
                "steps": STEPS, "config_base": BASE, **provenance()}
@@ -355,6 +357,7 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
                   "once and cached" if args.autoencoder else "") + ".", ""]
     if tuned:
         lines += table4(results, sets, args.decoder_steps, gan_weights)
+        lines += table4_claims_md(claims)
         rows = [[name, *(recon[name][s] for s in sets)] for name in recon]
         lines += ["Control: PSNR-Y of plain reconstruction, decode(encode(HR)), with each decoder (no U-Net). "
                   "It bounds, roughly, what a model in this latent can reach; a fine-tuned decoder that raises it "
@@ -608,6 +611,60 @@ def table4(results: dict, sets: list[str], decoder_steps: int, gan_weights: list
                     rows.append([f"x{scale}", dist, f"fine-tuned, GAN weight {w:g}", *_cell(results, ft_name(arm, w), s)])
             rows.append([f"x{scale}", "bicubic", "-", *_cell(results, f"direct_x{scale}", s, method="bicubic")])
         lines += [f"### {s}", "", md_table(["scale", "distillation", "decoder", *_header(results, s)], rows), ""]
+    return lines
+
+
+def table4_claims(out: Path, results: dict, sets: list[str], gan_weights: list[float], many: int = 0) -> dict:
+    """The design's Table 4 claims at 1 step (and with ``many`` the headline: 1-step distilled +
+    fine-tuned decoder vs the direct model at ``many`` steps), per set and scale, each as a paired per-image
+    difference (b − a, with its standard error over the test images: one seed, so the images are the
+    only noise measured here): {set: {"x4": [{"claim", "metric", "diff", "se", "n", "held", "text"}]}}."""
+    metrics = (("psnr", True), ("lpips", False))  # the claimed direction of b − a: higher PSNR, lower LPIPS
+    claims: dict = {}
+    for s in sets:
+        for scale in sorted({r["scale"] for r in results.values()}):
+            direct, dist = f"direct_x{scale}", f"distilled_x{scale}"
+
+            def v(arm: str, metric: str, steps: int = 1) -> dict[str, float]:
+                return per_image(out / arm, s, f"model@{steps}", metric)
+
+            pairs = [("at 1 step, distilled beats direct", lambda m: (v(direct, m), v(dist, m)))]
+            for w in gan_weights:
+                for arm in (direct, dist):
+                    pairs.append((f"fine-tuning the decoder (GAN weight {w:g}) helps {arm}",
+                                  lambda m, arm=arm, w=w: (v(arm, m), v(ft_name(arm, w), m))))
+                pairs.append((f"... (GAN weight {w:g}) helps distilled more than direct",
+                              lambda m, w=w: (difference_of(v(direct, m), v(ft_name(direct, w), m)),
+                                              difference_of(v(dist, m), v(ft_name(dist, w), m)))))
+                pairs.append((f"distilled + fine-tuned decoder (GAN weight {w:g}) beats direct + fine-tuned decoder",
+                              lambda m, w=w: (v(ft_name(direct, w), m), v(ft_name(dist, w), m))))
+                if many:
+                    pairs.append((f"distilled + fine-tuned decoder (GAN weight {w:g}), 1 step, beats direct at {many} steps",
+                                  lambda m, w=w: (v(direct, m, many), v(ft_name(dist, w), m))))
+            rows = []
+            for claim, ab in pairs:
+                for metric, higher in metrics:
+                    d = paired_difference(*ab(metric))
+                    rows.append({"claim": claim, "metric": metric, **d, "held": (d["diff"] > 0) == higher,
+                                 "beyond_2se": abs(d["diff"]) > 2 * d["se"], "text": paired_claim_text(d, higher)})
+            claims.setdefault(s, {})[f"x{scale}"] = rows
+    return claims
+
+
+def table4_claims_md(claims: dict) -> list[str]:
+    lines = ["### Table 4 claims", "",
+             "Each claim as the mean per-image difference over the set (PSNR-Y in dB; LPIPS, lower is better) "
+             "± its standard error over the images. One seed: \"within 2 SE\" means the difference is not "
+             "distinguishable from the choice of test images; seed-to-seed noise is not measured here and adds to it.",
+             ""]
+    for s, per_scale in claims.items():
+        for scale, rows in per_scale.items():
+            by_claim: dict = {}
+            for r in rows:
+                by_claim.setdefault(r["claim"], {})[r["metric"]] = r["text"]
+            lines += [f"#### {s}, {scale}", "",
+                      md_table(["claim", "PSNR-Y", "LPIPS"], [[c, m["psnr"], m["lpips"]] for c, m in by_claim.items()]),
+                      ""]
     return lines
 
 

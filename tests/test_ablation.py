@@ -10,7 +10,8 @@ from PIL import Image
 
 from conftest import make_tiny_model
 from upstep.degrade import bicubic
-from upstep.evaluate.ablation import Arm, claim_text, compare, fmt_mean_range, mean_and_range, run_arms, train_run
+from upstep.evaluate.ablation import (Arm, claim_text, compare, difference_of, fmt_mean_range, mean_and_range,
+                                     paired_claim_text, paired_difference, per_image, run_arms, train_run)
 from upstep.model import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,34 @@ def test_compare_judges_a_claim_against_the_seed_spread():
     assert claim_text(c, 2) == "held (+0.50, 1 seed: noise not measured)"
     c = compare(mean_and_range([0.5012]), mean_and_range([0.5008]), higher_is_better=False)
     assert claim_text(c) == "held (-0.0004, 1 seed: noise not measured)"   # not "-0.000"
+
+
+def test_paired_difference_is_the_mean_per_image_difference_with_its_standard_error():
+    a = {"x": 1.0, "y": 5.0, "z": 9.0, "only_in_a": 100.0}
+    shifted = {"x": 1.5, "y": 5.5, "z": 9.5}                         # the same shift on every image: no spread
+    d = paired_difference(a, shifted)
+    assert d == {"diff": pytest.approx(0.5), "se": pytest.approx(0.0), "n": 3}
+    assert paired_claim_text(d, higher_is_better=True, digits=2) == "held (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
+    noisy = {"x": 2.0, "y": 4.0, "z": 10.5}                           # differences +1, -1, +1.5
+    d = paired_difference(a, noisy)
+    assert d["diff"] == pytest.approx(0.5) and d["se"] == pytest.approx(np.std([1, -1, 1.5], ddof=1) / 3 ** 0.5)
+    assert paired_claim_text(d, higher_is_better=False, digits=2).startswith("did not hold (+0.50 ± 0.76 SE")
+    assert paired_claim_text(d, higher_is_better=False).endswith("within 2 SE)")
+    gain_a, gain_b = difference_of(a, shifted), difference_of(a, noisy)  # compare two gains image by image
+    assert paired_difference(gain_a, gain_b)["diff"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_difference({"x": 1.0}, {"x": 2.0})
+
+
+def test_per_image_reads_one_method_and_metric_from_the_records(tmp_path):
+    recs = [{"set": "set14", "method": "model@1", "image": "a", "psnr": 20.0, "lpips": 0.3},
+            {"set": "set14", "method": "model@4", "image": "a", "psnr": 19.0},
+            {"set": "set5", "method": "model@1", "image": "b", "psnr": 30.0},
+            {"set": "set14", "method": "model@1", "image": "c", "psnr": 22.0}]
+    (tmp_path / "records.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
+    assert per_image(tmp_path, "set14", "model@1", "psnr") == {"a": 20.0, "c": 22.0}
+    with pytest.raises(ValueError, match="no ssim records of model@1 on set14"):
+        per_image(tmp_path, "set14", "model@1", "ssim")
 
 
 def test_mean_and_range():
@@ -122,6 +151,39 @@ def test_colearn_claims_compare_each_pair_of_rows_per_column():
 
 def _yonos():
     return _benchmark("yonos_ablation")
+
+
+def test_table4_claims_pair_each_arm_with_its_fine_tuned_decoder_image_by_image(tmp_path):
+    y = _yonos()
+    images = ["a", "b", "c", "d"]
+    lpips = {"direct_x4": [0.40, 0.42, 0.38, 0.41], "distilled_x4": [0.41, 0.44, 0.40, 0.42],
+             "direct_x4+ft_decoder": [0.35, 0.37, 0.33, 0.36],           # exactly -0.05 on every image
+             "distilled_x4+ft_decoder": [0.33, 0.36, 0.34, 0.34]}        # -0.08, -0.08, -0.06, -0.08
+    for arm, values in lpips.items():
+        (tmp_path / arm).mkdir()
+        (tmp_path / arm / "records.jsonl").write_text("\n".join(
+            json.dumps({"set": "set14", "method": "model@1", "image": im, "lpips": v, "psnr": 25.0 + v})
+            for im, v in zip(images, values)))
+    with open(tmp_path / "direct_x4" / "records.jsonl", "a") as f:          # the many-step baseline
+        f.write("".join("\n" + json.dumps({"set": "set14", "method": "model@200", "image": im, "lpips": 0.30,
+                                           "psnr": 24.0}) for im in images))
+    results = {a: {"scale": 4} for a in lpips}
+    claims = y.table4_claims(tmp_path, results, ["set14"], [0.5], many=200)["set14"]["x4"]
+    get = {(c["claim"], c["metric"]): c for c in claims}
+    dist = get[("at 1 step, distilled beats direct", "lpips")]
+    assert dist["diff"] == pytest.approx(0.015) and not dist["held"]
+    helps = get[("fine-tuning the decoder (GAN weight 0.5) helps direct_x4", "lpips")]
+    assert helps["diff"] == pytest.approx(-0.05) and helps["held"] and helps["beyond_2se"]
+    assert not get[("fine-tuning the decoder (GAN weight 0.5) helps direct_x4", "psnr")]["held"]  # PSNR = 25 + LPIPS
+    more = get[("... (GAN weight 0.5) helps distilled more than direct", "lpips")]
+    assert more["diff"] == pytest.approx(-0.025) and more["held"]
+    assert get[("distilled + fine-tuned decoder (GAN weight 0.5) beats direct + fine-tuned decoder", "lpips")]["held"]
+    headline = "distilled + fine-tuned decoder (GAN weight 0.5), 1 step, beats direct at 200 steps"
+    assert get[(headline, "lpips")]["diff"] == pytest.approx(0.0425) and not get[(headline, "lpips")]["held"]
+    assert get[(headline, "psnr")]["diff"] == pytest.approx(25.3425 - 24.0) and get[(headline, "psnr")]["held"]
+    md = "\n".join(y.table4_claims_md({"set14": {"x4": claims}}))
+    assert ("| at 1 step, distilled beats direct | held (+0.015 ± 0.003 SE, 4 images; beyond 2 SE) | "
+            "did not hold (+0.015 ± 0.003 SE, 4 images; beyond 2 SE) |") in md
 
 
 def _cell(budget, seed, lp_direct, lp_dist, psnr_direct, psnr_dist):

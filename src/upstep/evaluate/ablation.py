@@ -8,6 +8,8 @@ changed since its records were written is re-evaluated from scratch. ``train_run
 folder made by another configuration, so a changed budget or weighting never silently reuses
 old weights. ``mean_and_range`` is how seeds are reported: mean, min and max; ``compare`` and
 ``claim_text`` are how a claim "arm A beats arm B" is judged against that seed spread.
+``per_image`` and ``paired_difference`` judge a one-seed claim against the test images instead:
+the mean per-image difference and its standard error.
 """
 from __future__ import annotations
 
@@ -74,6 +76,49 @@ def run_arms(arms: list[Arm], out: Path, *, train_only: bool = False, **eval_kwa
         return {}
     return {a.name: evaluate_model(folders[a.name], a.steps, Path(out) / a.name, **dict(eval_kwargs))
             for a in arms}
+
+
+def per_image(out: Path, set_name: str, method: str, metric: str) -> dict[str, float]:
+    """{image: value} of ``metric`` for ``method`` (e.g. ``model@1``) on ``set_name``, read from the
+    per-image records ``evaluate_model`` wrote in ``out``."""
+    values = {}
+    for line in (Path(out) / "records.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r.get("set") == set_name and r.get("method") == method and metric in r:
+            values[r["image"]] = float(r[metric])
+    if not values:
+        raise ValueError(f"{out}/records.jsonl has no {metric} records of {method} on {set_name}")
+    return values
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
+    """b − a over the images both hold: {"diff": mean difference, "se": its standard error
+    (sample sd of the per-image differences / sqrt n), "n"}. Pairing by image removes the
+    image-to-image spread that both share. The SE says how far the mean would move on another draw
+    of test images like these; it does not measure seed-to-seed (training) noise."""
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        raise ValueError(f"a paired difference needs at least 2 shared images, got {len(common)}")
+    d = [b[k] - a[k] for k in common]
+    n = len(d)
+    mean = sum(d) / n
+    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
+    return {"diff": mean, "se": sd / n ** 0.5, "n": n}
+
+
+def difference_of(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """{image: b − a}: a per-image gain, to compare two gains with ``paired_difference``."""
+    return {k: b[k] - a[k] for k in set(a) & set(b)}
+
+
+def paired_claim_text(d: dict, higher_is_better: bool, digits: int = 3) -> str:
+    """'held (−0.054 ± 0.008 SE, 14 images; beyond 2 SE)': "held" when the mean difference moved the
+    claimed way (``higher_is_better`` for the claimed direction of b − a); "beyond 2 SE" when
+    |diff| > 2 SE, else "within 2 SE" (not distinguishable from the choice of test images)."""
+    held = d["diff"] > 0 if higher_is_better else d["diff"] < 0
+    beyond = abs(d["diff"]) > 2 * d["se"]
+    return (f"{'held' if held else 'did not hold'} ({fmt_diff(d['diff'], digits)} ± {d['se']:.{digits}f} SE, "
+            f"{d['n']} images; {'beyond' if beyond else 'within'} 2 SE)")
 
 
 def mean_and_range(values: list[float]) -> dict:
