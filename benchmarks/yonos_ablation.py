@@ -24,6 +24,9 @@ With ``--autoencoder`` every arm trains in that (frozen, KL) autoencoder's laten
 with ``--decoder-steps N`` each arm's decoder is then fine-tuned for N steps on its own one-step
 latents (the ``decoder_finetune`` recipe, §3.3): Table 4's four cells per scale, at 1 step.
 ``--headline-steps`` adds step counts evaluated for the direct arms only (the many-step baseline).
+The report judges each Table 4 claim (and the headline) by the paired per-image difference between
+the two cells and its standard error over the test images (``table4_claims``): a single-seed run
+has no seed spread to judge against, and pairing by image removes the spread the cells share.
 ``--crop-pool N`` trains every arm on one fixed pool of N crops; in a KL latent the frozen
 encoder's latents of the pool are then computed once and shared by all arms (``train.latent_cache``
 in ``RUNS/latent_cache``; on a CPU that encoder costs more than the U-Net step itself).
