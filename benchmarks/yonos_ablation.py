@@ -158,28 +158,30 @@ def decoder_finetune_arms(arms: list[Arm], steps: int, runs: Path, disc_weights:
     return tuned
 
 
-def decoder_reconstruction(folders: dict[str, Path], sets: list[str], limit: int = 0) -> dict[str, dict[str, float]]:
-    """Control for Table 4: PSNR-Y of decode(encode(HR)) with each model's decoder. A fine-tuned
-    decoder that also reconstructs real HR latents much better gained from extra decoder training
-    in general, not (only) from adapting to the U-Net's one-step latents."""
+def decoder_reconstruction(folders: dict[str, Path], sets: list[str], limit: int = 0) -> dict[str, dict[str, dict]]:
+    """Control for Table 4: {decoder: {set: {"psnr": PSNR-Y, "lpips": LPIPS-alex}}} of
+    decode(encode(HR)) with each model's decoder, set means. A fine-tuned decoder that also
+    reconstructs real HR latents better gained from extra decoder training in general, not (only)
+    from adapting to the U-Net's one-step latents."""
     import torch
 
     from upstep.evaluate.sets import open_set
-    from upstep.metrics import psnr, quantize
+    from upstep.metrics import measure
     from upstep.model import load_model
 
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, dict]] = {}
     for name, folder in folders.items():
         ae = load_model(folder).autoencoder.eval()
         out[name] = {}
         for s in sets:
-            bset, vals = open_set(s), []
+            bset, vals = open_set(s), {"psnr": [], "lpips": []}
             for item in bset.items[:limit] if limit else bset.items:
                 _, hr = bset.load(item, ae.factor)
                 with torch.no_grad():
                     rec = (ae.decode(ae.encode(hr * 2 - 1)).clamp(-1, 1) + 1) / 2
-                vals.append(float(psnr(quantize(rec), hr, crop_border=4)))
-            out[name][s] = sum(vals) / len(vals)
+                for metric, v in measure(rec, hr, list(vals), crop_border=4).items():
+                    vals[metric] += v
+            out[name][s] = {metric: sum(v) / len(v) for metric, v in vals.items()}
     return out
 
 
@@ -343,7 +345,7 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
     claims = table4_claims(OUT, results, sets, gan_weights, max(headline, default=0)) if tuned else {}
     summary = {"budget_B": args.budget, "seed": args.seed, "weighting": weighting(args.omega_max),
                "latent_scaling": scaling, "autoencoder": args.autoencoder,
-               "decoder_steps": args.decoder_steps, "decoder_reconstruction_psnr_y": recon, "table4_claims": claims,
+               "decoder_steps": args.decoder_steps, "decoder_reconstruction": recon, "table4_claims": claims,
                "arms": {a: {"scale": r["scale"], "steps": r["steps"], "sets": r["sets"], "fid": r.get("fid")}
                         for a, r in results.items()},
                "steps": STEPS, "config_base": BASE, **provenance()}
@@ -361,11 +363,11 @@ def run_single(args, scaling: float, headline: list[int]) -> None:
     if tuned:
         lines += table4(results, sets, args.decoder_steps, gan_weights)
         lines += table4_claims_md(claims)
-        rows = [[name, *(recon[name][s] for s in sets)] for name in recon]
-        lines += ["Control: PSNR-Y of plain reconstruction, decode(encode(HR)), with each decoder (no U-Net). "
-                  "It bounds, roughly, what a model in this latent can reach; a fine-tuned decoder that raises it "
+        rows = [[name, *(recon[name][s][m] for s in sets for m in ("psnr", "lpips"))] for name in recon]
+        lines += ["Control: plain reconstruction, decode(encode(HR)), with each decoder (no U-Net). "
+                  "It bounds, roughly, what a model in this latent can reach; a fine-tuned decoder that improves it "
                   "gained from more decoder training in general, not only from adapting to one-step latents.", "",
-                  md_table(["decoder", *(f"{s} PSNR-Y" for s in sets)], rows), ""]
+                  md_table(["decoder", *(f"{s} {m}" for s in sets for m in ("PSNR-Y ↑", "LPIPS ↓"))], rows), ""]
     if headline:
         lines += headline_table(results, sets, max(headline))
     lines += ["## Fig. 3: quality vs DDIM steps", ""]
