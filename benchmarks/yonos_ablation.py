@@ -57,8 +57,7 @@ import json
 from pathlib import Path
 
 from upstep.evaluate.ablation import (Arm, claim_text, compare, difference_of, fmt_diff, fmt_mean_range, mean_and_range,
-                                     noise_note, paired_claim_text, paired_difference, per_image, run_arms,
-                                     train_run)
+                                     noise_note, paired_claim, paired_claim_text, per_image, run_arms, train_run)
 from upstep.evaluate.report import md_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -621,37 +620,35 @@ def table4(results: dict, sets: list[str], decoder_steps: int, gan_weights: list
 
 def table4_claims(out: Path, results: dict, sets: list[str], gan_weights: list[float], many: int = 0) -> dict:
     """The design's Table 4 claims at 1 step (and with ``many`` the headline: 1-step distilled +
-    fine-tuned decoder vs the direct model at ``many`` steps), per set and scale, each as a paired per-image
-    difference (b − a, with its standard error over the test images: one seed, so the images are the
-    only noise measured here): {set: {"x4": [{"claim", "metric", "diff", "se", "n", "held", "text"}]}}."""
-    metrics = (("psnr", True), ("lpips", False))  # the claimed direction of b − a: higher PSNR, lower LPIPS
+    fine-tuned decoder vs the direct model at ``many`` steps), per set and scale, each a
+    ``paired_claim`` (b − a with its standard error over the test images: one seed, so the images
+    are the only noise measured here): {set: {"x4": [{"claim", "metric", "diff", "se", "n", "held",
+    "beyond_2se", "text"}]}}."""
     claims: dict = {}
     for s in sets:
         for scale in sorted({r["scale"] for r in results.values()}):
             direct, dist = f"direct_x{scale}", f"distilled_x{scale}"
-
-            def v(arm: str, metric: str, steps: int = 1) -> dict[str, float]:
-                return per_image(out / arm, s, f"model@{steps}", metric)
-
-            pairs = [("at 1 step, distilled beats direct", lambda m: (v(direct, m), v(dist, m)))]
-            for w in gan_weights:
-                for arm in (direct, dist):
-                    pairs.append((f"fine-tuning the decoder (GAN weight {w:g}) helps {arm}",
-                                  lambda m, arm=arm, w=w: (v(arm, m), v(ft_name(arm, w), m))))
-                pairs.append((f"... (GAN weight {w:g}) helps distilled more than direct",
-                              lambda m, w=w: (difference_of(v(direct, m), v(ft_name(direct, w), m)),
-                                              difference_of(v(dist, m), v(ft_name(dist, w), m)))))
-                pairs.append((f"distilled + fine-tuned decoder (GAN weight {w:g}) beats direct + fine-tuned decoder",
-                              lambda m, w=w: (v(ft_name(direct, w), m), v(ft_name(dist, w), m))))
-                if many:
-                    pairs.append((f"distilled + fine-tuned decoder (GAN weight {w:g}), 1 step, beats direct at {many} steps",
-                                  lambda m, w=w: (v(direct, m, many), v(ft_name(dist, w), m))))
             rows = []
-            for claim, ab in pairs:
-                for metric, higher in metrics:
-                    d = paired_difference(*ab(metric))
-                    rows.append({"claim": claim, "metric": metric, **d, "held": (d["diff"] > 0) == higher,
-                                 "beyond_2se": abs(d["diff"]) > 2 * d["se"], "text": paired_claim_text(d, higher)})
+            for metric, higher in (("psnr", True), ("lpips", False)):   # the claimed direction of b − a
+
+                def v(arm: str, steps: int = 1) -> dict[str, float]:
+                    return per_image(out / arm, s, f"model@{steps}", metric)
+
+                pairs = [("at 1 step, distilled beats direct", v(direct), v(dist))]
+                for w in gan_weights:
+                    ft_direct, ft_dist = v(ft_name(direct, w)), v(ft_name(dist, w))
+                    pairs += [(f"fine-tuning the decoder (GAN weight {w:g}) helps {direct}", v(direct), ft_direct),
+                              (f"fine-tuning the decoder (GAN weight {w:g}) helps {dist}", v(dist), ft_dist),
+                              (f"... (GAN weight {w:g}) helps distilled more than direct",
+                               difference_of(v(direct), ft_direct), difference_of(v(dist), ft_dist)),
+                              (f"distilled + fine-tuned decoder (GAN weight {w:g}) beats direct + fine-tuned decoder",
+                               ft_direct, ft_dist)]
+                    if many:
+                        pairs.append((f"distilled + fine-tuned decoder (GAN weight {w:g}), 1 step, beats direct at "
+                                      f"{many} steps", v(direct, many), ft_dist))
+                for claim, a, b in pairs:
+                    c = paired_claim(a, b, higher)
+                    rows.append({"claim": claim, "metric": metric, **c, "text": paired_claim_text(c)})
             claims.setdefault(s, {})[f"x{scale}"] = rows
     return claims
 

@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import make_tiny_model
 from upstep.degrade import bicubic
 from upstep.evaluate.ablation import (Arm, claim_text, compare, difference_of, fmt_mean_range, mean_and_range,
-                                     paired_claim_text, paired_difference, per_image, run_arms, train_run)
+                                     paired_claim, paired_claim_text, per_image, run_arms, train_run)
 from upstep.model import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,21 +48,22 @@ def test_compare_judges_a_claim_against_the_seed_spread():
     assert claim_text(c) == "held (-0.0004, 1 seed: noise not measured)"   # not "-0.000"
 
 
-def test_paired_difference_is_the_mean_per_image_difference_with_its_standard_error():
+def test_paired_claim_is_the_mean_per_image_difference_with_its_standard_error():
     a = {"x": 1.0, "y": 5.0, "z": 9.0, "only_in_a": 100.0}
     shifted = {"x": 1.5, "y": 5.5, "z": 9.5}                         # the same shift on every image: no spread
-    d = paired_difference(a, shifted)
-    assert d == {"diff": pytest.approx(0.5), "se": pytest.approx(0.0), "n": 3}
-    assert paired_claim_text(d, higher_is_better=True, digits=2) == "held (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
+    c = paired_claim(a, shifted, higher_is_better=True)
+    assert c == {"diff": pytest.approx(0.5), "se": pytest.approx(0.0), "n": 3, "held": True, "beyond_2se": True}
+    assert paired_claim_text(c, digits=2) == "held (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
     noisy = {"x": 2.0, "y": 4.0, "z": 10.5}                           # differences +1, -1, +1.5
-    d = paired_difference(a, noisy)
-    assert d["diff"] == pytest.approx(0.5) and d["se"] == pytest.approx(np.std([1, -1, 1.5], ddof=1) / 3 ** 0.5)
-    assert paired_claim_text(d, higher_is_better=False, digits=2).startswith("did not hold (+0.50 ± 0.76 SE")
-    assert paired_claim_text(d, higher_is_better=False).endswith("within 2 SE)")
+    c = paired_claim(a, noisy, higher_is_better=False)
+    assert c["diff"] == pytest.approx(0.5) and c["se"] == pytest.approx(np.std([1, -1, 1.5], ddof=1) / 3 ** 0.5)
+    assert not c["held"] and not c["beyond_2se"]
+    assert paired_claim_text(c, digits=2).startswith("did not hold (+0.50 ± 0.76 SE")
+    assert paired_claim_text(c).endswith("within 2 SE)")
     gain_a, gain_b = difference_of(a, shifted), difference_of(a, noisy)  # compare two gains image by image
-    assert paired_difference(gain_a, gain_b)["diff"] == pytest.approx(0.0)
+    assert paired_claim(gain_a, gain_b, higher_is_better=True)["diff"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least 2"):
-        paired_difference({"x": 1.0}, {"x": 2.0})
+        paired_claim({"x": 1.0}, {"x": 2.0}, higher_is_better=True)
 
 
 def test_per_image_reads_one_method_and_metric_from_the_records(tmp_path):
@@ -74,6 +75,11 @@ def test_per_image_reads_one_method_and_metric_from_the_records(tmp_path):
     assert per_image(tmp_path, "set14", "model@1", "psnr") == {"a": 20.0, "c": 22.0}
     with pytest.raises(ValueError, match="no ssim records of model@1 on set14"):
         per_image(tmp_path, "set14", "model@1", "ssim")
+    with pytest.raises(ValueError, match="no evaluation records; evaluate that arm first"):
+        per_image(tmp_path / "never_evaluated", "set14", "model@1", "psnr")
+    (tmp_path / "records.jsonl").write_text(json.dumps(recs[0]) + "\n{\"set\": \"set14\", \"meth")   # cut off mid-write
+    with pytest.raises(ValueError, match="line 2: not a JSON record"):
+        per_image(tmp_path, "set14", "model@1", "psnr")
 
 
 def test_mean_and_range():

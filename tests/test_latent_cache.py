@@ -184,7 +184,7 @@ def test_filling_the_cache_in_shards_gives_training_every_latent(tmp_path, capsy
     a training run asks for (HR, student and teacher LR views), each equal to a fresh encoding."""
     from upstep.cli import main
     from upstep.recipes import build_recipe
-    from upstep.train.loop import make_accelerator
+    from upstep.train.loop import make_accelerator, training_crops
 
     cfg = _kl_distill_cfg(tmp_path, crop_pool=3)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
@@ -200,9 +200,7 @@ def test_filling_the_cache_in_shards_gives_training_every_latent(tmp_path, capsy
     train(cfg, tmp_path / "x4", progress=False)
     assert sorted((tmp_path / "shared_cache").glob("*/part-*.safetensors")) == parts
     recipe = build_recipe(cfg, make_accelerator(cfg["train"]))
-    d = cfg["data"]
-    pool = HRCropDataset.from_config(d["train_dirs"], d["crop"], "train", d.get("val_fraction", 0.02), d.get("limit"),
-                                     pool=3, pool_seed=cfg.get("seed", 0))
+    pool = training_crops(cfg)
     with torch.no_grad():
         z_h, z_l, z_l_t = recipe.frozen_latents(pool.pool_crops([0, 1, 2]), torch.Generator())
     cached = LatentCache(tmp_path / "shared_cache")

@@ -8,8 +8,8 @@ changed since its records were written is re-evaluated from scratch. ``train_run
 folder made by another configuration, so a changed budget or weighting never silently reuses
 old weights. ``mean_and_range`` is how seeds are reported: mean, min and max; ``compare`` and
 ``claim_text`` are how a claim "arm A beats arm B" is judged against that seed spread.
-``per_image`` and ``paired_difference`` judge a one-seed claim against the test images instead:
-the mean per-image difference and its standard error.
+``per_image`` and ``paired_claim`` judge a one-seed claim against the test images instead: the
+mean per-image difference and its standard error.
 """
 from __future__ import annotations
 
@@ -81,44 +81,49 @@ def run_arms(arms: list[Arm], out: Path, *, train_only: bool = False, **eval_kwa
 def per_image(out: Path, set_name: str, method: str, metric: str) -> dict[str, float]:
     """{image: value} of ``metric`` for ``method`` (e.g. ``model@1``) on ``set_name``, read from the
     per-image records ``evaluate_model`` wrote in ``out``."""
+    path = Path(out) / "records.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path}: no evaluation records; evaluate that arm first (run the benchmark without --train-only)")
     values = {}
-    for line in (Path(out) / "records.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}, line {n}: not a JSON record; delete the file to re-evaluate that arm") from None
         if r.get("set") == set_name and r.get("method") == method and metric in r:
             values[r["image"]] = float(r[metric])
     if not values:
-        raise ValueError(f"{out}/records.jsonl has no {metric} records of {method} on {set_name}")
+        raise ValueError(f"{path} has no {metric} records of {method} on {set_name}")
     return values
 
 
-def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
-    """b − a over the images both hold: {"diff": mean difference, "se": its standard error
-    (sample sd of the per-image differences / sqrt n), "n"}. Pairing by image removes the
-    image-to-image spread that both share. The SE says how far the mean would move on another draw
-    of test images like these; it does not measure seed-to-seed (training) noise."""
-    common = sorted(set(a) & set(b))
-    if len(common) < 2:
-        raise ValueError(f"a paired difference needs at least 2 shared images, got {len(common)}")
-    d = [b[k] - a[k] for k in common]
-    n = len(d)
-    mean = sum(d) / n
-    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
-    return {"diff": mean, "se": sd / n ** 0.5, "n": n}
-
-
 def difference_of(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    """{image: b − a}: a per-image gain, to compare two gains with ``paired_difference``."""
-    return {k: b[k] - a[k] for k in set(a) & set(b)}
+    """{image: b − a} over the images both hold: a per-image gain, to compare two gains with
+    ``paired_claim``."""
+    return {k: b[k] - a[k] for k in sorted(set(a) & set(b))}
 
 
-def paired_claim_text(d: dict, higher_is_better: bool, digits: int = 3) -> str:
-    """'held (−0.054 ± 0.008 SE, 14 images; beyond 2 SE)': "held" when the mean difference moved the
-    claimed way (``higher_is_better`` for the claimed direction of b − a); "beyond 2 SE" when
-    |diff| > 2 SE, else "within 2 SE" (not distinguishable from the choice of test images)."""
-    held = d["diff"] > 0 if higher_is_better else d["diff"] < 0
-    beyond = abs(d["diff"]) > 2 * d["se"]
-    return (f"{'held' if held else 'did not hold'} ({fmt_diff(d['diff'], digits)} ± {d['se']:.{digits}f} SE, "
-            f"{d['n']} images; {'beyond' if beyond else 'within'} 2 SE)")
+def paired_claim(a: dict[str, float], b: dict[str, float], higher_is_better: bool) -> dict:
+    """Is b better than a, image by image? {"diff": mean of b − a, "se": its standard error (sample
+    sd of the per-image differences / sqrt n), "n", "held": the mean moved the claimed way
+    (``higher_is_better`` is the claimed direction), "beyond_2se": |diff| > 2 SE}. Pairing by image
+    removes the image-to-image spread both share. The SE says how far the mean would move on another
+    draw of test images like these; it does not measure seed-to-seed (training) noise."""
+    d = list(difference_of(a, b).values())
+    n = len(d)
+    if n < 2:
+        raise ValueError(f"a paired difference needs at least 2 shared images, got {n}")
+    mean = sum(d) / n
+    se = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5 / n ** 0.5
+    return {"diff": mean, "se": se, "n": n, "held": mean > 0 if higher_is_better else mean < 0,
+            "beyond_2se": abs(mean) > 2 * se}
+
+
+def paired_claim_text(c: dict, digits: int = 3) -> str:
+    """'held (−0.054 ± 0.008 SE, 14 images; beyond 2 SE)' for a ``paired_claim``; "within 2 SE"
+    means not distinguishable from the choice of test images."""
+    return (f"{'held' if c['held'] else 'did not hold'} ({fmt_diff(c['diff'], digits)} ± {c['se']:.{digits}f} SE, "
+            f"{c['n']} images; {'beyond' if c['beyond_2se'] else 'within'} 2 SE)")
 
 
 def mean_and_range(values: list[float]) -> dict:
