@@ -212,3 +212,18 @@ def test_filling_the_cache_in_shards_gives_training_every_latent(tmp_path, capsy
     assert main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(tmp_path / "x4"),
                  "--fill-latent-cache", "2/2"]) != 0
     assert "shard 2/2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shard", ["half", "1", "0/0", "-1/2"])
+def test_fill_latent_cache_refuses_a_malformed_shard_before_doing_any_work(tmp_path, capsys, shard):
+    from upstep.cli import main
+
+    cfg = tiny(4, "cached", steps=2)
+    cfg["data"]["crop_pool"] = 2
+    cfg["train"]["latent_cache"] = str(tmp_path / "cache")
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(tmp_path / "run"),
+                 f"--fill-latent-cache={shard}"]) != 0
+    err = capsys.readouterr().err
+    assert "SHARD/SHARDS" in err or "need 0 <= shard < shards" in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
