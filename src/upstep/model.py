@@ -154,15 +154,6 @@ class SRDiffusionModel(LatentSRModel):
                    default_steps=cfg.get("default_steps", 1), degrid_sigma=cfg.get("degrid_sigma", 0.0))
 
 
-MODEL_KINDS: dict[str, type] = {"vdiffusion": SRDiffusionModel}
-
-
-def register_model_kind(cls: type) -> type:
-    """Model families defined elsewhere (e.g. ResShift students) add themselves here."""
-    MODEL_KINDS[cls.kind] = cls
-    return cls
-
-
 # ---- serialisation: safetensors + JSON, written atomically ------------------------------
 def _atomic_write_bytes(path: Path, write) -> None:
     atomic_write(path, write)
@@ -197,6 +188,7 @@ def save_model(model: nn.Module, folder: str | Path, dtype: torch.dtype | None =
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     from upstep.errors import ModelLoadError
+    from upstep.registry import MODEL_KINDS, model_class
 
     folder = Path(folder)
     cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
@@ -209,11 +201,10 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     except json.JSONDecodeError as e:
         raise ModelLoadError(f"{cfg_path}: not valid JSON ({e})") from e
     kind = cfg.get("kind")
-    if kind not in MODEL_KINDS and kind == "resshift":
-        import upstep.diffusion.resshift_model  # noqa: F401  (registers itself)
-    if kind not in MODEL_KINDS:
+    cls = model_class(kind)
+    if cls is None:
         raise ModelLoadError(f"{cfg_path}: unknown model kind {kind!r} (known: {sorted(MODEL_KINDS)})")
-    model = MODEL_KINDS[kind].from_config(cfg)
+    model = cls.from_config(cfg)
     try:
         state = load_file(str(w_path))
     except Exception as e:  # safetensors raises its own error types

@@ -21,12 +21,11 @@ from torch import nn
 
 from upstep.diffusion.resshift import ResShiftSchedule, ddim_sample
 from upstep.errors import UpstepError
-from upstep.model import FORMAT_VERSION, LatentSRModel, register_model_kind
+from upstep.model import FORMAT_VERSION, LatentSRModel
 from upstep.nn.autoencoders import Autoencoder, build_autoencoder
 from upstep.nn.unet import SRUNet, build_unet
 
 
-@register_model_kind
 class ResShiftSRModel(LatentSRModel):
     kind = "resshift"
 

@@ -104,7 +104,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     ``stop_after`` ends the run after that many steps of *this invocation* (as a crash would,
     minus the crash) — used by the resume tests. Returns the exported model folder.
     """
-    from upstep.recipes import build_recipe
+    from upstep.registry import build_recipe
 
     run_dir = Path(run_dir)
     tcfg, dcfg = cfg["train"], cfg["data"]
@@ -201,7 +201,7 @@ def fill_latent_cache(cfg: dict, run_dir: str | Path, shard: int = 0, shards: in
     Several processes (one shard each) fill a cache once, instead of every run that starts on an
     empty cache recomputing the same misses. Returns the cache's hit and miss counts."""
     from upstep.errors import ConfigError
-    from upstep.recipes import build_recipe
+    from upstep.registry import build_recipe
 
     if not 0 <= shard < shards:
         raise ConfigError(f"latent-cache shard {shard}/{shards}: need 0 <= shard < shards")
