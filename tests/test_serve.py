@@ -2,7 +2,9 @@
 import io
 import json
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -39,15 +41,19 @@ def png_bytes(size=(20, 16), mode="RGB"):
     return buf.getvalue()
 
 
-def call(url, data=None):
-    """(status, body) for GET or POST; JSON bodies decoded."""
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+def call(url, data=None, token=None, headers=None):
+    """(status, body) for GET or POST; JSON bodies decoded. ``headers``: a dict to fill with the
+    response's headers."""
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            status, body, kind = r.status, r.read(), r.headers.get("content-type", "")
+            status, body, got = r.status, r.read(), r.headers
     except urllib.error.HTTPError as e:
-        status, body, kind = e.code, e.read(), e.headers.get("content-type", "")
-    return status, json.loads(body) if "json" in kind else body
+        status, body, got = e.code, e.read(), e.headers
+    if headers is not None:
+        headers.update(got)
+    return status, json.loads(body) if "json" in got.get("content-type", "") else body
 
 
 def upload(server, data, name, model):
@@ -55,16 +61,15 @@ def upload(server, data, name, model):
     return call(f"{server}/api/jobs?{q}", data)
 
 
-def wait_job(server, job_id, timeout=60):
-    import time
-
+def wait_job(server, job_id, timeout=60, token=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, st = call(f"{server}/api/jobs/{job_id}")
+        status, st = call(f"{server}/api/jobs/{job_id}", token=token)
+        assert status == 200, (job_id, status, st)  # an accepted job is never lost
         if st["state"] in ("done", "error"):
             return st
-        time.sleep(0.1)
-    raise AssertionError("job did not finish")
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
 
 
 def test_models_offered_are_shipped_plus_given_folders(server, model_dir):
@@ -119,8 +124,48 @@ def test_bad_uploads_get_a_readable_error(server, model_dir, case):
 
 def test_listens_on_localhost_unless_told_otherwise():
     from upstep.cli import build_parser
+    from upstep.web import is_loopback
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "example.com", "localhost.example.com"]))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20"])
+def test_refuses_a_network_address_without_a_token(host):
+    """One line on stderr, exit code 2, before any model is loaded or port bound."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "upstep.cli", "serve", "--host", host, "--port", "1"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and f"--host {host}" in r.stderr and "--token" in r.stderr, r.stderr
+
+
+def test_with_a_token_every_api_call_needs_it(model_dir):
+    token = "s3cret-Token"
+    proc, url = start_server("--model", str(model_dir), "--device", "cpu", "--token", token)
+    try:
+        assert call(f"{url}/")[0] == 200  # the page holds nothing; it reads the token from its address
+        for path in ("/api/models", "/api/jobs/0123"):
+            for given in ("", "?token=wrong", f"?token={token[:-1]}"):
+                status, body = call(f"{url}{path}{given}")
+                assert status == 401 and "/?token=" in body["error"], (path, given, status, body)
+        q = urllib.parse.urlencode({"name": "a.png", "model": str(model_dir)})
+        assert call(f"{url}/api/jobs?{q}", png_bytes())[0] == 401
+        assert call(f"{url}/api/jobs?{q}", png_bytes(), token="wrong")[0] == 401
+
+        assert call(f"{url}/api/models", token=token)[0] == 200  # Authorization: Bearer
+        status, body = call(f"{url}/api/jobs?{q}", png_bytes(), token=token)
+        assert status == 200, body
+        st = wait_job(url, body["id"], token=token)
+        assert st["state"] == "done"
+        result = f"{url}/api/jobs/{body['id']}/result.png"
+        assert call(result)[0] == 401
+        assert call(f"{result}?token={token}")[0] == 200  # what <img src> and the download link use
+    finally:
+        stop_server(proc)
 
 
 def test_page_is_self_contained(server):

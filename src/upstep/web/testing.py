@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def start_server(*args: str, timeout: float = 120.0) -> tuple[subprocess.Popen, 
             raise RuntimeError(f"upstep serve exited with {proc.returncode}: {proc.stdout.read()}")
         try:
             urllib.request.urlopen(f"{url}/api/models", timeout=2).read()
+            return proc, url
+        except urllib.error.HTTPError:  # it answers (e.g. 401: started with --token)
             return proc, url
         except OSError:
             time.sleep(0.2)
