@@ -1,6 +1,7 @@
 """The ablation benchmarks' shared skeleton (upstep.evaluate.ablation) and the YONOS sweep report."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,8 @@ def test_train_run_refuses_a_folder_trained_with_another_config(tmp_path):
 
 
 def _benchmark(name):
+    if str(ROOT / "benchmarks") not in sys.path:   # as when run as a script: the runner imports its report module
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -156,7 +159,13 @@ def test_colearn_claims_compare_each_pair_of_rows_per_column():
 
 
 def _yonos():
-    return _benchmark("yonos_ablation")
+    """The YONOS report module (its runner, ``yonos_ablation``, trains and evaluates)."""
+    return _benchmark("yonos_report")
+
+
+def test_yonos_runner_loads_with_its_report_module():
+    runner = _benchmark("yonos_ablation")
+    assert runner.write_single.__module__ == "yonos_report" and callable(runner.main)
 
 
 def test_table4_claims_pair_each_arm_with_its_fine_tuned_decoder_image_by_image(tmp_path):
