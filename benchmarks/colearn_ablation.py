@@ -39,7 +39,8 @@ run of the first seed, from the run's ``log.jsonl`` (intervals between logged st
 validation pass or crossing a resume are left out) — all runs on the same machine in the same
 invocation unless resumed. Training runs resume; evaluation records resume too (and are
 discarded when the model they measured changed): ``upstep.evaluate.ablation``.
-Writes ``docs/results/colearn/{results.json,results.md,table4.png}`` (``--out``).
+Writes ``docs/results/colearn/{results.json,results.md,table4.png}`` (``--out``); ``--report-only``
+rewrites them from ``--out/results.json`` without training or evaluating (claims re-judged).
 """
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def main() -> None:
     from upstep.hardware import reuse_freed_memory
 
     reuse_freed_memory()  # the same tensors are allocated every training step and every eval image
-    from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
+    from upstep.evaluate.report import provenance, write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher-steps", type=int, default=2000)
@@ -232,8 +233,13 @@ def main() -> None:
     ap.add_argument("--timing-steps", type=int, default=0,
                     help="time Table III by running N steps of every variant back to back "
                          "(0: read it from the training runs' logs)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite --out's results.md from its results.json (claims re-judged), training nothing")
     args = ap.parse_args()
     OUT, RUNS = args.out, args.runs
+    if args.report_only:
+        print(regenerate(OUT))
+        return
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     command = ["python", "benchmarks/colearn_ablation.py", *sys.argv[1:]]
 
@@ -276,9 +282,6 @@ def main() -> None:
     def single(method: str) -> list[dict]:
         return [mean_and_range([teacher_eval["sets"][s]["methods"][method].get(m, float("nan"))]) for s, m in cols]
 
-    def fmt(row: list[dict]) -> list[str]:
-        return [fmt_mean_range(r, 2 if m in ("psnr", "niqe") else 3) for r, (_, m) in zip(row, cols)]
-
     def secs(res: dict, method: str) -> float:
         return res["sets"][sets[-1]]["methods"][method]["median_seconds"]
 
@@ -310,34 +313,56 @@ def main() -> None:
                    for n, k, row, t in table1_rows],
         "table3": speed, "conventions": teacher_eval["conventions"], **prov,
     }
+    summary["hr_disc"], summary["table3_how"], summary["table3_timed"] = args.hr_disc, how, bool(args.timing_steps)
     write_json(OUT / "results.json", summary)
+    print(write_report(OUT, summary))
 
+
+def report_markdown(summary: dict) -> str:
+    """results.md from the ``results.json`` summary: Table IV, its claims, Table I and Table III."""
+    from upstep.evaluate.report import md_table, provenance_md, regenerated_md
+
+    budget, sets, prov, speed = summary["budget"], summary["sets"], summary, summary["table3"]
+    seeds = budget["student_seeds"]
+    keys = list(summary["table4"]["bicubic"])
+    cols = [tuple(k.split("/")) for k in keys]
     hdr = _header(cols)
+    table4, verdicts = summary["table4"], summary["claims"]
+    table1_rows = [(r["method"], r["nfe"], [r[k] for k in keys], r["median_seconds_per_image"]) for r in summary["table1"]]
+    hr_disc = summary.get("hr_disc") or next(
+        (n for n, c in HR_DISC.items() if any(a["colearn"].get("hr_disc") == c for a in summary["arms"].values())),
+        "pretrained")
+    how = summary.get("table3_how") or f"from each run's `log.jsonl` (seed {seeds[0]})"
+
+    def fmt(row: list[dict]) -> list[str]:
+        return [fmt_mean_range(r, 2 if m in ("psnr", "niqe") else 3) for r, (_, m) in zip(row, cols)]
+
     last = {"imagenet_valsr_resshift": "ImageNet-Val", "realset65": "RealSet65"}.get(sets[-1], sets[-1])
     seed_text = (f"student seed {seeds[0]}" if len(seeds) == 1 else
                  f"student seeds {', '.join(map(str, seeds))}: cells are the mean with the (min–max) range over seeds")
     lines = [
         "# Co-learning at small scale: loss-path ablation, teacher vs one-step student, training cost", "",
-        provenance_md(prov), "",
-        f"Budget: ResShift teacher {args.teacher_steps} optimiser steps (seed {args.seed}); every student arm "
-        f"{args.student_steps} steps from that teacher (lr {args.student_lr:g}, cosine), all with batch {args.batch}, "
-        f"{args.crop}-px crops of the `train/` pool, Real-ESRGAN degradation, bf16 autocast; {seed_text}. Arms 1–5 keep "
-        f"eq. 7's L_denoise term ({'on' if not args.no_denoise else 'off'}) and differ only in the w_t-weighted "
+        provenance_md(prov), "", *regenerated_md(summary),
+        f"Budget: ResShift teacher {budget['teacher_steps']} optimiser steps (seed {budget['teacher_seed']}); every student arm "
+        f"{budget['student_steps']} steps from that teacher (lr {budget['student_lr']:g}, cosine), all with batch {budget['batch']}, "
+        f"{budget['crop']}-px crops of the `train/` pool, Real-ESRGAN degradation, bf16 autocast; {seed_text}. Arms 1–5 keep "
+        f"eq. 7's L_denoise term ({'on' if budget['use_denoise'] else 'off'}) and differ only in the w_t-weighted "
         "paths; the pure-distillation arm has no L_denoise; arm definitions in the benchmark's docstring. "
-        + (f"First {args.limit} images per set. " if args.limit else "")
+        + (f"First {summary['limit']} images per set. " if summary['limit'] else "")
         + "PSNR/SSIM on Y with 4 px cropped, uint8 outputs; LPIPS-alex; NIQE (pyiqa convention); "
         "the same x_T noise seed for every model.", "",
         ("The paper's HR discriminator D_H projects through a frozen pretrained feature network (StyleGAN-T's "
          "DINO); here D_H projects through the frozen, pretrained EfficientNet-Lite0 (heads of 64 channels, "
-         "DiffAugment colour / translation / cutout)." if args.hr_disc == "pretrained" else
+         "DiffAugment colour / translation / cutout)." if hr_disc == "pretrained" else
          "The paper's HR discriminator D_H projects through a frozen pretrained feature network (StyleGAN-T's "
          "DINO); in this run (`--hr-disc scratch`) the feature network is trained from scratch with the heads."), "",
         "## Table IV — ablation of the loss paths (one-step students; the teacher for reference)", "",
         md_table(["arm"] + hdr, [[label] + fmt(list(row.values())) for label, row in table4.items()]), "",
         "## Claims (Table IV)", "",
-        "\"held\": the second row's seed mean is better than the first's (PSNR higher; LPIPS, NIQE lower); "
-        "the note says whether the difference is larger than the seed range (both rows' min–max over seeds; "
-        "the teacher is one run).", "",
+        "\"held\": the second row is better than the first (PSNR higher; LPIPS, NIQE lower) and the two rows' "
+        "seed ranges (min–max over seeds; the teacher is one run) do not overlap; \"did not hold\": worse, "
+        "ranges apart; \"not distinguishable\": the ranges overlap (or, with one seed, the noise is not measured).",
+        "",
         md_table(["claim"] + hdr, [[name] + [claim_text(v[k], 2 if k.endswith(("psnr", "niqe")) else 3) for k in keys]
                                    for name, v in verdicts.items()]), "",
         "## Table I (small) — 15-step teacher vs one-step students", "",
@@ -346,7 +371,7 @@ def main() -> None:
         "## Table III — training cost", "",
         "Median wall seconds per optimiser step (data, degradation, teacher sampling, every network's "
         f"update), {how}; "
-        + (f"same machine, {prov['machine'].get('torch_threads')} torch thread(s)." if args.timing_steps else
+        + (f"same machine, {prov['machine'].get('torch_threads')} torch thread(s)." if summary.get("table3_timed") else
            "the threads and load of the training runs themselves (not recorded here: runs sharing the cores, "
            "or resumed in another session, are not a clean comparison; `--timing-steps N` times every variant "
            "back to back)."), "",
@@ -356,9 +381,39 @@ def main() -> None:
                  + [[ARM_LABEL[a], speed[a]["params_M"], speed[a]["median_s_per_iter"], speed[a]["intervals"]]
                     for a in ARMS]), "",
     ]
-    (OUT / "results.md").write_text("\n".join(lines))
-    _plot(table4, cols, OUT / "table4.png")
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def table4_cells(summary: dict) -> dict:
+    """The claims' rows (arm names and the teacher's two rows) from the summary's Table IV."""
+    label = {v: k for k, v in ARM_LABEL.items()}
+    label.update({"ResShift teacher, 1 step": TEACHER_1, f"ResShift teacher, {T_STEPS} steps": TEACHER_T})
+    return {label[name]: row for name, row in summary["table4"].items() if name in label}
+
+
+def write_report(out: Path, summary: dict) -> str:
+    """Write ``results.md`` and ``table4.png`` in ``out``; returns the markdown."""
+    text = report_markdown(summary)
+    (out / "results.md").write_text(text)
+    keys = list(summary["table4"]["bicubic"])
+    _plot(summary["table4"], [tuple(k.split("/")) for k in keys], out / "table4.png")
+    return text
+
+
+def regenerate(out: Path) -> str:
+    """Re-judge the claims from ``out/results.json`` (no training or evaluation) and rewrite the report."""
+    from upstep.evaluate.report import regeneration_stamp, write_json
+
+    path = out / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (run the benchmark without --report-only first)")
+    summary = json.loads(path.read_text())
+    cols = [tuple(k.split("/")) for k in summary["table4"]["bicubic"]]
+    summary["claims"] = claims(table4_cells(summary), cols)
+    summary["report_regenerated"] = regeneration_stamp(["python", "benchmarks/colearn_ablation.py", "--report-only",
+                                                         "--out", str(out)])
+    write_json(path, summary)
+    return write_report(out, summary)
 
 
 def _plot(table4: dict, cols: list[tuple[str, str]], path: Path) -> None:

@@ -367,7 +367,7 @@ def run_sweep(args, scaling: float, headline: list[int]) -> None:
     report = {"weighting": weighting(args.omega_max), "latent_scaling": scaling, "autoencoder": args.autoencoder,
               "steps": STEPS, "fid_patches_requested": args.fid_patches, "fid_patch_px": args.fid_patch_size,
               "config_base": {k: v for k, v in BASE.items() if k != "seed"}, "summary": summary,
-              "claims": sweep_claims(summary, args.sets), "cells": cells, "cells_evaluated_now": evaluated_now,
+              "claims": sweep_claims(summary, args.sets, args.out), "cells": cells, "cells_evaluated_now": evaluated_now,
               **provenance()}
     write_json(sweep_path, report)
     print(write_sweep(args.out, report))

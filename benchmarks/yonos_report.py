@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from upstep.evaluate.ablation import (claim_text, compare, difference_of, fmt_diff, fmt_mean_range, mean_and_range,
-                                     noise_note, paired_claim, paired_claim_text, per_image)
-from upstep.evaluate.report import md_table
+from upstep.evaluate.ablation import (claim_text, compare, difference_of, evidence, fmt_diff, fmt_mean_range,
+                                     mean_and_range, paired_claim, per_image)
+from upstep.evaluate.report import md_table, regenerated_md
 
 
 GAN_WEIGHT = 0.5  # the latent-diffusion autoencoder's disc_weight, the paper's decoder loss
@@ -78,11 +78,25 @@ def summarise_sweep(cells: dict, sets: list[str]) -> dict:
     return out
 
 
-def sweep_claims(summary: dict, sets: list[str]) -> dict:
-    """Per set, scale and budget: (a) distilled vs direct at 1 step (difference of the seed means;
-    "within noise" when the two arms' seed ranges overlap), (b) whether the direct model improves
-    in LPIPS with more steps, and at which step count it is best."""
+def sweep_claims(summary: dict, sets: list[str], out_dir: Path | None = None) -> dict:
+    """Per set, scale and budget: (a) distilled vs direct at 1 step, (b) whether the direct model
+    improves in LPIPS with more steps, and at which step count it is best. Each is a ``compare`` of
+    the seed means against the seed ranges or, for a one-seed cell whose per-image records are in
+    ``out_dir/B{B}_s{seed}/<arm>``, a ``paired_claim`` against 2 SE over the images (FID is a
+    set-level figure: one seed leaves its noise unmeasured)."""
     from upstep.metrics import HIGHER_IS_BETTER
+
+    def judge(by_b: dict, arm_a: str, n_a: int, arm_b: str, n_b: int, b: str, k: str) -> dict:
+        a, o = by_b[arm_a][b], by_b[arm_b][b]
+        seeds = sorted(set(a["seeds"]) | set(o["seeds"]))
+        if out_dir is not None and len(seeds) == 1 and k != "fid":
+            cell = Path(out_dir) / f"B{b}_s{seeds[0]}"
+            try:
+                return paired_claim(per_image(cell / arm_a, s, f"model@{n_a}", k),
+                                    per_image(cell / arm_b, s, f"model@{n_b}", k), HIGHER_IS_BETTER[k])
+            except ValueError:   # no records for this cell: judged on the seed means (noise not measured)
+                pass
+        return compare(a["steps"][str(n_a)][k], o["steps"][str(n_b)][k], HIGHER_IS_BETTER[k])
 
     out: dict = {}
     for s in sets:
@@ -90,16 +104,16 @@ def sweep_claims(summary: dict, sets: list[str]) -> dict:
             direct, dist = summary[s].get(f"direct_x{scale}", {}), summary[s].get(f"distilled_x{scale}", {})
             for b in sorted(set(direct) & set(dist), key=int):
                 one_d, one_s = direct[b]["steps"]["1"], dist[b]["steps"]["1"]
-                comp = {k: compare(one_d[k], one_s[k], HIGHER_IS_BETTER[k])
+                d_arm, s_arm = f"direct_x{scale}", f"distilled_x{scale}"
+                comp = {k: judge(summary[s], d_arm, 1, s_arm, 1, b, k)
                         for k in METRICS if one_d[k]["n"] and one_s[k]["n"]}
                 lp = {int(n): v["lpips"]["mean"] for n, v in direct[b]["steps"].items() if n != "bicubic"}
                 best = min(lp, key=lambda n: lp[n]) if lp else None
-                # the direct model's best step count against its own 1 step, judged against the seed range
-                more = (compare(one_d["lpips"], direct[b]["steps"][str(best)]["lpips"], HIGHER_IS_BETTER["lpips"])
-                        if best is not None and best > 1 else None)
+                # the direct model's best step count against its own 1 step, judged against the noise
+                more = judge(summary[s], d_arm, 1, d_arm, best, b, "lpips") if best is not None and best > 1 else None
                 out.setdefault(s, {}).setdefault(f"x{scale}", {})[b] = {
                     "distilled_beats_direct_at_1_step": comp,
-                    "direct_improves_in_lpips_with_steps": bool(more and more["better"]),
+                    "direct_improves_in_lpips_with_steps": bool(more and more["held"]),
                     "direct_best_lpips_steps": best, "direct_best_vs_1_step_lpips": more}
     return out
 
@@ -149,17 +163,20 @@ def sweep_markdown(report: dict, sets: list[str], scaling: float, autoencoder) -
                 comp = c["distilled_beats_direct_at_1_step"]
                 cells_ = [claim_text(comp[k]) if k in comp else "n/a" for k in METRICS]
                 more = c.get("direct_best_vs_1_step_lpips")
-                rows.append([b, *cells_, f"yes: {claim_text(more)}" if c["direct_improves_in_lpips_with_steps"] else "no",
-                             c["direct_best_lpips_steps"]])
+                improves = ("yes: " if c["direct_improves_in_lpips_with_steps"] else "no: ") + claim_text(more) if more else "no"
+                rows.append([b, *cells_, improves, c["direct_best_lpips_steps"]])
             lines += [f"### {s}, {sc}", "", "Distilled beats direct at 1 step (distilled − direct; PSNR higher, "
                       "LPIPS/FID lower is better); the standard (direct) model improves in LPIPS with more DDIM steps "
-                      "(its best step count − its 1 step).", "",
+                      "(its best step count − its 1 step). \"held\" / \"did not hold\" only beyond the noise: outside "
+                      "both arms' seed ranges or, with one seed, beyond 2 SE of the mean per-image difference; "
+                      "otherwise \"not distinguishable\" (FID is one figure per set: with one seed its noise is not "
+                      "measured).", "",
                       md_table(["budget B", "PSNR-Y", "LPIPS", "FID", "direct improves with steps", "direct's best LPIPS at"],
                                rows), ""]
             first = next((b for b, c in by_b.items() if c["direct_improves_in_lpips_with_steps"]), None)
             gain = by_b[first]["direct_best_vs_1_step_lpips"] if first else None
             lines += [f"The standard (direct) model first improves in LPIPS with more DDIM steps at B={first} "
-                      f"({fmt_diff(gain['diff'])}, {noise_note(gain)})." if first
+                      f"({evidence(gain)})." if first
                       else f"The standard (direct) model does not improve in LPIPS with more DDIM steps at any budget "
                            f"up to B={list(by_b)[-1]}.", ""]
             gaps = [(b, c["distilled_beats_direct_at_1_step"]["lpips"]["diff"])
@@ -272,7 +289,7 @@ def table4_claims(out: Path, results: dict, sets: list[str], gan_weights: list[f
                                       f"{many} steps", v(direct, many), ft_dist))
                 for claim, a, b in pairs:
                     c = paired_claim(a, b, higher)
-                    rows.append({"claim": claim, "metric": metric, **c, "text": paired_claim_text(c)})
+                    rows.append({"claim": claim, "metric": metric, **c, "text": claim_text(c)})
             claims.setdefault(s, {})[f"x{scale}"] = rows
     return claims
 
@@ -426,22 +443,14 @@ def write_sweep(out: Path, report: dict) -> str:
     return text
 
 
-def regenerated_md(report: dict) -> list[str]:
-    """The line naming a regeneration of the report from its records (none for a fresh run)."""
-    r = report.get("report_regenerated")
-    return [f"Report regenerated from these records (no training or evaluation) by `{r['command']}`, {r['date']}.",
-            ""] if r else []
-
-
 def regenerate(out: Path) -> str:
     """Re-judge the claims of the run in ``out`` from its records and rewrite its report."""
-    from upstep.evaluate.report import provenance, write_json
+    from upstep.evaluate.report import regeneration_stamp, write_json
 
-    prov = provenance(["python", "benchmarks/yonos_report.py", "--out", str(out)])
-    stamp = {"command": prov["command"], "date": prov["date"]}
+    stamp = regeneration_stamp(["python", "benchmarks/yonos_report.py", "--out", str(out)])
     if (out / "sweep.json").is_file():
         report = json.loads((out / "sweep.json").read_text())
-        report["claims"] = sweep_claims(report["summary"], list(report["summary"]))
+        report["claims"] = sweep_claims(report["summary"], list(report["summary"]), out)
         report["report_regenerated"] = stamp
         write_json(out / "sweep.json", report)
         return write_sweep(out, report)

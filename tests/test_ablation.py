@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import make_tiny_model
 from upstep.degrade import bicubic
 from upstep.evaluate.ablation import (Arm, claim_text, compare, difference_of, fmt_mean_range, mean_and_range,
-                                     paired_claim, paired_claim_text, per_image, run_arms, train_run)
+                                     paired_claim, per_image, run_arms, train_run)
 from upstep.model import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,8 @@ def data_root(tmp_path):
 
 
 def test_compare_judges_a_claim_against_the_seed_spread():
+    """Three verdicts: "held" / "did not hold" only when the seed ranges are apart; a difference
+    inside them, or with the noise unmeasured (one seed each), is "not distinguishable"."""
     lo, hi = mean_and_range([0.30, 0.32]), mean_and_range([0.36, 0.40])
     c = compare(hi, lo, higher_is_better=False)                      # lower LPIPS, ranges apart
     assert c["better"] and not c["within_seed_range"] and c["diff"] == pytest.approx(-0.07)
@@ -40,27 +42,35 @@ def test_compare_judges_a_claim_against_the_seed_spread():
     c = compare(lo, hi, higher_is_better=False)
     assert claim_text(c) == "did not hold (+0.070, outside the 2-seed ranges)"
     point = mean_and_range([0.31])                                    # one seed inside the other's range
-    assert compare(lo, point, higher_is_better=False)["within_seed_range"]
-    assert "within seed range" in claim_text(compare(lo, point, higher_is_better=False))
-    assert not compare(hi, point, higher_is_better=False)["within_seed_range"]
+    c = compare(lo, mean_and_range([0.305]), higher_is_better=False)  # sign-right (lower), inside the range
+    assert c["better"] and c["within_seed_range"] and not c["held"]
+    assert claim_text(c) == "not distinguishable (-0.005, within seed range)"
+    c = compare(mean_and_range([0.30, 0.34]), mean_and_range([0.31, 0.35]), higher_is_better=True)
+    assert c["better"] and claim_text(c) == "not distinguishable (+0.010, within seed range)"
+    c = compare(mean_and_range([0.30, 0.34]), mean_and_range([0.31, 0.35]), higher_is_better=False)
+    assert claim_text(c) == "not distinguishable (+0.010, within seed range)"   # wrong way, inside: not "did not hold"
+    assert compare(hi, point, higher_is_better=False)["verdict"] == "held"   # the point is below the whole range
     c = compare(mean_and_range([22.0]), mean_and_range([22.5]), higher_is_better=True)
-    assert claim_text(c, 2) == "held (+0.50, 1 seed: noise not measured)"
+    assert claim_text(c, 2) == "not distinguishable (+0.50, 1 seed: noise not measured)"
     c = compare(mean_and_range([0.5012]), mean_and_range([0.5008]), higher_is_better=False)
-    assert claim_text(c) == "held (-0.0004, 1 seed: noise not measured)"   # not "-0.000"
+    assert claim_text(c) == "not distinguishable (-0.0004, 1 seed: noise not measured)"   # not "-0.000"
 
 
 def test_paired_claim_is_the_mean_per_image_difference_with_its_standard_error():
     a = {"x": 1.0, "y": 5.0, "z": 9.0, "only_in_a": 100.0}
     shifted = {"x": 1.5, "y": 5.5, "z": 9.5}                         # the same shift on every image: no spread
     c = paired_claim(a, shifted, higher_is_better=True)
-    assert c == {"diff": pytest.approx(0.5), "se": pytest.approx(0.0), "n": 3, "held": True, "beyond_2se": True}
-    assert paired_claim_text(c, digits=2) == "held (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
+    assert c == {"diff": pytest.approx(0.5), "se": pytest.approx(0.0), "n": 3, "better": True, "beyond_2se": True,
+                 "verdict": "held", "held": True}
+    assert claim_text(c, digits=2) == "held (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
+    assert claim_text(paired_claim(a, shifted, higher_is_better=False), 2) == "did not hold (+0.50 ± 0.00 SE, 3 images; beyond 2 SE)"
     noisy = {"x": 2.0, "y": 4.0, "z": 10.5}                           # differences +1, -1, +1.5
-    c = paired_claim(a, noisy, higher_is_better=False)
+    c = paired_claim(a, noisy, higher_is_better=True)                 # the claimed way, but within 2 SE
     assert c["diff"] == pytest.approx(0.5) and c["se"] == pytest.approx(np.std([1, -1, 1.5], ddof=1) / 3 ** 0.5)
-    assert not c["held"] and not c["beyond_2se"]
-    assert paired_claim_text(c, digits=2).startswith("did not hold (+0.50 ± 0.76 SE")
-    assert paired_claim_text(c).endswith("within 2 SE)")
+    assert c["better"] and not c["beyond_2se"] and not c["held"] and c["verdict"] == "not distinguishable"
+    assert claim_text(c, digits=2) == "not distinguishable (+0.50 ± 0.76 SE, 3 images; within 2 SE)"
+    c = paired_claim(a, noisy, higher_is_better=False)                # the other way, also within 2 SE
+    assert not c["better"] and claim_text(c).startswith("not distinguishable (+0.500 ± 0.764 SE")
     gain_a, gain_b = difference_of(a, shifted), difference_of(a, noisy)  # compare two gains image by image
     assert paired_claim(gain_a, gain_b, higher_is_better=True)["diff"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least 2"):
@@ -192,7 +202,10 @@ def test_table4_claims_pair_each_arm_with_its_fine_tuned_decoder_image_by_image(
     assert not get[("fine-tuning the decoder (GAN weight 0.5) helps direct_x4", "psnr")]["held"]  # PSNR = 25 + LPIPS
     more = get[("... (GAN weight 0.5) helps distilled more than direct", "lpips")]
     assert more["diff"] == pytest.approx(-0.025) and more["held"]
-    assert get[("distilled + fine-tuned decoder (GAN weight 0.5) beats direct + fine-tuned decoder", "lpips")]["held"]
+    both = get[("distilled + fine-tuned decoder (GAN weight 0.5) beats direct + fine-tuned decoder", "lpips")]
+    assert both["diff"] == pytest.approx(-0.01) and both["better"] and not both["beyond_2se"]   # -0.02, -0.01, +0.01, -0.02
+    assert both["verdict"] == "not distinguishable" and not both["held"]
+    assert both["text"] == "not distinguishable (-0.010 ± 0.007 SE, 4 images; within 2 SE)"
     headline = "distilled + fine-tuned decoder (GAN weight 0.5), 1 step, beats direct at 200 steps"
     assert get[(headline, "lpips")]["diff"] == pytest.approx(0.0425) and not get[(headline, "lpips")]["held"]
     assert get[(headline, "psnr")]["diff"] == pytest.approx(25.3425 - 24.0) and get[(headline, "psnr")]["held"]
@@ -257,3 +270,50 @@ def test_sweep_report_states_each_claim_per_budget_with_the_seed_range(tmp_path)
     assert "does not improve in LPIPS with more DDIM steps at any budget up to B=1000" in text
     y.plot_sweep(summary, ["set14"], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_sweep_judges_a_one_seed_cell_on_its_per_image_records(tmp_path):
+    """With one seed the sweep pairs the two arms image by image: a sign-right LPIPS difference
+    within 2 SE reads "not distinguishable", not "held"; FID (one figure per set) stays unmeasured."""
+    y = _yonos()
+    cells = {"B1000_s0": _cell(1000, 0, [0.30, 0.40], [0.29, 0.41], [26.7, 24.9], [26.5, 24.8])}
+    lpips = {"direct_x4": [0.30, 0.28, 0.32, 0.30], "distilled_x4": [0.27, 0.30, 0.29, 0.30]}   # -0.03, +0.02, -0.03, 0
+    psnr = {"direct_x4": [26.7, 26.6, 26.8, 26.7], "distilled_x4": [26.5, 26.4, 26.6, 26.6]}   # -0.2, -0.2, -0.2, -0.1
+    for arm in lpips:
+        (tmp_path / "B1000_s0" / arm).mkdir(parents=True)
+        (tmp_path / "B1000_s0" / arm / "records.jsonl").write_text("\n".join(
+            json.dumps({"set": "set14", "method": "model@1", "image": f"im{i}", "lpips": lp, "psnr": ps})
+            for i, (lp, ps) in enumerate(zip(lpips[arm], psnr[arm]))))
+    summary = y.summarise_sweep(cells, ["set14"])
+    c = y.sweep_claims(summary, ["set14"], tmp_path)["set14"]["x4"]["1000"]["distilled_beats_direct_at_1_step"]
+    assert c["lpips"]["better"] and c["lpips"]["n"] == 4 and c["lpips"]["verdict"] == "not distinguishable"
+    assert claim_text(c["lpips"]) == "not distinguishable (-0.010 ± 0.012 SE, 4 images; within 2 SE)"
+    assert c["psnr"]["verdict"] == "did not hold" and c["psnr"]["beyond_2se"]
+    without_records = y.sweep_claims(summary, ["set14"])["set14"]["x4"]["1000"]["distilled_beats_direct_at_1_step"]
+    assert claim_text(without_records["lpips"]) == "not distinguishable (-0.010, 1 seed: noise not measured)"
+
+
+def _regenerated(folder: Path, tmp_path: Path, regenerate, name: str) -> tuple[str, str]:
+    """(committed report, the report regenerated from a copy of its committed records), each
+    without the line that names a regeneration."""
+    import shutil
+
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.png"))
+    regenerate(copy)
+
+    def strip(text: str) -> str:
+        return "\n".join(l for l in text.splitlines() if not l.startswith("Report regenerated from these records"))
+    return strip((folder / name).read_text()), strip((copy / name).read_text())
+
+
+@pytest.mark.parametrize("folder, name", [("yonos_kl16k", "results.md"), ("yonos_sweep", "sweep.md")])
+def test_committed_yonos_reports_are_their_records_judged_by_the_current_rule(tmp_path, folder, name):
+    committed, regenerated = _regenerated(ROOT / "docs/results" / folder, tmp_path, _yonos().regenerate, name)
+    assert committed == regenerated
+
+
+def test_committed_colearn_report_is_its_records_judged_by_the_current_rule(tmp_path):
+    committed, regenerated = _regenerated(ROOT / "docs/results/colearn_seeds", tmp_path,
+                                          _benchmark("colearn_ablation").regenerate, "results.md")
+    assert committed == regenerated and "not distinguishable (-0.001, within seed range)" in committed

@@ -6,10 +6,17 @@ finished one) and returns its exported model folder, and the DDIM step counts to
 into ``out/<arm>/``: per-image records (and patch-FID features) resume, and an arm whose model
 changed since its records were written is re-evaluated from scratch. ``train_run`` refuses a run
 folder made by another configuration, so a changed budget or weighting never silently reuses
-old weights. ``mean_and_range`` is how seeds are reported: mean, min and max; ``compare`` and
-``claim_text`` are how a claim "arm A beats arm B" is judged against that seed spread.
-``per_image`` and ``paired_claim`` judge a one-seed claim against the test images instead: the
-mean per-image difference and its standard error.
+old weights. ``mean_and_range`` is how seeds are reported: mean, min and max; ``compare`` judges a claim "arm A
+beats arm B" against that seed spread. ``per_image`` and ``paired_claim`` judge a one-seed claim
+against the test images instead: the mean per-image difference and its standard error (SE).
+
+Every claim gets one of three verdicts (``verdict``), and ``claim_text`` writes it with its evidence:
+
+* "held": the difference goes the claimed way and is beyond the noise — outside both arms' seed
+  ranges, or, for one seed, more than 2 SE of the paired per-image difference;
+* "did not hold": it goes the other way, beyond the noise in the same sense;
+* "not distinguishable": inside the noise (the seed ranges overlap, or within 2 SE), or the noise
+  was not measured at all (one seed and no per-image records, e.g. a set-level FID).
 """
 from __future__ import annotations
 
@@ -18,6 +25,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+HELD, NOT_DISTINGUISHABLE, DID_NOT_HOLD = "held", "not distinguishable", "did not hold"
+
+
+def verdict(better: bool, beyond_noise: bool) -> str:
+    """The three-way verdict of a claim: its direction counts only beyond the noise."""
+    return (HELD if better else DID_NOT_HOLD) if beyond_noise else NOT_DISTINGUISHABLE
 
 
 @dataclass
@@ -105,25 +119,20 @@ def difference_of(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def paired_claim(a: dict[str, float], b: dict[str, float], higher_is_better: bool) -> dict:
     """Is b better than a, image by image? {"diff": mean of b − a, "se": its standard error (sample
-    sd of the per-image differences / sqrt n), "n", "held": the mean moved the claimed way
-    (``higher_is_better`` is the claimed direction), "beyond_2se": |diff| > 2 SE}. Pairing by image
-    removes the image-to-image spread both share. The SE says how far the mean would move on another
-    draw of test images like these; it does not measure seed-to-seed (training) noise."""
+    sd of the per-image differences / sqrt n), "n", "better": the mean moved the claimed way
+    (``higher_is_better`` is the claimed direction), "beyond_2se": |diff| > 2 SE, "verdict" (see the
+    module docstring), "held": verdict is "held"}. Pairing by image removes the image-to-image spread
+    both share. The SE says how far the mean would move on another draw of test images like these;
+    it does not measure seed-to-seed (training) noise."""
     d = list(difference_of(a, b).values())
     n = len(d)
     if n < 2:
         raise ValueError(f"a paired difference needs at least 2 shared images, got {n}")
     mean = sum(d) / n
     se = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5 / n ** 0.5
-    return {"diff": mean, "se": se, "n": n, "held": mean > 0 if higher_is_better else mean < 0,
-            "beyond_2se": abs(mean) > 2 * se}
-
-
-def paired_claim_text(c: dict, digits: int = 3) -> str:
-    """'held (−0.054 ± 0.008 SE, 14 images; beyond 2 SE)' for a ``paired_claim``; "within 2 SE"
-    means not distinguishable from the choice of test images."""
-    return (f"{'held' if c['held'] else 'did not hold'} ({fmt_diff(c['diff'], digits)} ± {c['se']:.{digits}f} SE, "
-            f"{c['n']} images; {'beyond' if c['beyond_2se'] else 'within'} 2 SE)")
+    better, beyond = (mean > 0 if higher_is_better else mean < 0), abs(mean) > 2 * se
+    v = verdict(better, beyond)
+    return {"diff": mean, "se": se, "n": n, "better": better, "beyond_2se": beyond, "verdict": v, "held": v == HELD}
 
 
 def mean_and_range(values: list[float]) -> dict:
@@ -146,20 +155,31 @@ def compare(base: dict, other: dict, higher_is_better: bool) -> dict:
     """Does ``other`` beat ``base``? Both are ``mean_and_range`` cells (a single-seed cell is a
     point). ``diff`` is other − base of the means; ``within_seed_range`` is true when the two
     seed ranges overlap (a point inside the other's range counts), i.e. the difference is not
-    larger than the seed-to-seed noise; ``noise_measured`` is false when neither has 2 seeds."""
+    larger than the seed-to-seed noise; ``noise_measured`` is false when neither has 2 seeds;
+    ``verdict`` (see the module docstring) is "held" or "did not hold" only when the noise was
+    measured and the ranges are apart; ``held``: verdict is "held"."""
     better = other["mean"] > base["mean"] if higher_is_better else other["mean"] < base["mean"]
     measured = max(base["n"], other["n"]) > 1
     overlap = measured and not (other["max"] < base["min"] or base["max"] < other["min"])
+    v = verdict(bool(better), measured and not overlap)
     return {"base": base["mean"], "other": other["mean"], "diff": other["mean"] - base["mean"], "better": bool(better),
             "within_seed_range": bool(overlap), "noise_measured": bool(measured),
-            "seeds": max(base["n"], other["n"])}
+            "seeds": max(base["n"], other["n"]), "verdict": v, "held": v == HELD}
 
 
-def claim_text(comp: dict, digits: int = 3) -> str:
-    """'held (+0.120, outside the 2-seed ranges)', 'did not hold (−0.010, within seed range)', or
-    with '1 seed: noise not measured'. "held" means the mean moved the claimed way; the note says
-    whether that is larger than the seed spread."""
-    return f"{'held' if comp['better'] else 'did not hold'} ({fmt_diff(comp['diff'], digits)}, {noise_note(comp)})"
+def claim_text(c: dict, digits: int = 3) -> str:
+    """A ``compare`` or ``paired_claim`` as its verdict with the evidence: 'held (-0.070, outside
+    the 2-seed ranges)', 'not distinguishable (-0.001, within seed range)', 'not distinguishable
+    (+0.50, 1 seed: noise not measured)', 'held (-0.054 ± 0.008 SE, 14 images; beyond 2 SE)'."""
+    return f"{c['verdict']} ({evidence(c, digits)})"
+
+
+def evidence(c: dict, digits: int = 3) -> str:
+    """The difference and how it stands against the noise, for ``claim_text``."""
+    if "se" in c:
+        return (f"{fmt_diff(c['diff'], digits)} ± {c['se']:.{digits}f} SE, {c['n']} images; "
+                f"{'beyond' if c['beyond_2se'] else 'within'} 2 SE")
+    return f"{fmt_diff(c['diff'], digits)}, {noise_note(c)}"
 
 
 def noise_note(comp: dict) -> str:

@@ -55,3 +55,17 @@ def provenance_md(prov: dict) -> str:
                      f", load average {m['load_avg_1min']:.2f} at start" if "load_avg_1min" in m else "",
                      f", transparent huge pages: {m['huge_pages']}" if "huge_pages" in m else ""])
     return f"Command: `{prov['command']}`  \nDate: {prov['date']}  \nMachine: {where}, {m['cpu_count']} CPU cores{extra}"
+
+
+def regeneration_stamp(command: list[str]) -> dict:
+    """{"command", "date"} of a report rewritten from its records, for ``regenerated_md``."""
+    prov = provenance(command)
+    return {"command": prov["command"], "date": prov["date"]}
+
+
+def regenerated_md(report: dict) -> list[str]:
+    """The line naming a report's regeneration from its records (none for a fresh run): the
+    provenance above it stays that of the measurement."""
+    r = report.get("report_regenerated")
+    return [f"Report regenerated from these records (no training or evaluation) by `{r['command']}`, {r['date']}.",
+            ""] if r else []
