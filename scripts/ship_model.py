@@ -1,13 +1,21 @@
 """Copy a trained model into the package as a shipped model, stored in float16.
 
     python scripts/ship_model.py runs/sr_x4_small default-x4
+    python scripts/ship_model.py runs/perceptual_x4 default-x4 --fidelity runs/fidelity_x4
 
 RUN is an ``upstep train`` run folder (its ``model/`` is the EMA export, ``config.json`` the
 training config, ``log.jsonl`` the log). The shipped ``config.json`` records where it came
 from: the training config, steps trained and the last validation figures. float16 halves the
 file; ``load_model`` computes in float32 (the half-precision rounding of the weights changes
 outputs by well under one 8-bit level; ``tests/test_shipped.py`` checks the quality bar).
+
+``--fidelity FID`` (a run folder, a model folder or a shipped model name): the model the
+perceptual fine-tune started from, written beside the shipped weights as
+``fidelity.safetensors`` (float16) so ``--strength`` works (``upstep.strength``). Keys and
+shapes are checked against the shipped model; a decoder the fidelity model lacks is filled in at
+its identity start. ``--dest DIR`` writes the model folder there instead of into the package.
 """
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,7 +27,15 @@ from upstep.model import load_model, save_model
 from upstep.paths import package_weights_dir
 
 
-def main(run: str, name: str) -> None:
+def _model_folder(src: str) -> Path:
+    """A run folder's ``model/``, a model folder, or a shipped model's folder."""
+    from upstep.api import resolve_model
+
+    p = Path(src)
+    return p / "model" if (p / "model" / "config.json").is_file() else resolve_model(src)
+
+
+def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -32,15 +48,37 @@ def main(run: str, name: str) -> None:
             "train_config": train_cfg, "steps": log[-1]["step"] if log else None,
             "val_psnr_y_1step": last_val.get("val_psnr"), "val_psnr_y_bicubic": last_val.get("val_psnr_bicubic"),
             "weights_dtype": "float16"}
-    out = save_model(model, package_weights_dir() / name, dtype=torch.float16, extra=info)
+    fid_model = None
+    if fidelity:
+        from upstep.strength import fidelity_end
+
+        fid_model = load_model(_model_folder(fidelity))
+        fidelity_end(model, fid_model, fidelity)  # checked before anything is written
+        info["fidelity_end"] = {"from": fidelity, "file": "fidelity.safetensors"}
+    out = save_model(model, Path(dest) if dest else package_weights_dir() / name, dtype=torch.float16, extra=info)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
+    from upstep.strength import FIDELITY_FILE, write_fidelity
+
+    if fid_model is None and (out / FIDELITY_FILE).is_file():  # an earlier model's: it would not match
+        (out / FIDELITY_FILE).unlink()
+        print(f"removed {out / FIDELITY_FILE} of the model shipped there before (no --fidelity given)")
+    if fid_model is not None:
+        differs = write_fidelity(out, fid_model, source=fidelity)
+        note = "; settings that are not weights follow the model: " + ", ".join(
+            f"{k} {a} -> {b}" for k, (a, b) in differs.items()) if differs else ""
+        print(f"fidelity end from {fidelity} in {out / FIDELITY_FILE}{note}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="an `upstep train` run folder")
+    ap.add_argument("name", help="the shipped model's name, e.g. default-x4")
+    ap.add_argument("--fidelity", default=None, help="the fidelity model the run was fine-tuned from "
+                    "(run folder, model folder or shipped name): written as fidelity.safetensors")
+    ap.add_argument("--dest", default=None, help="model folder to write (default: the package's weights/NAME)")
+    a = ap.parse_args()
     try:
-        main(*sys.argv[1:])
+        main(a.run, a.name, a.fidelity, a.dest)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

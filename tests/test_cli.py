@@ -6,6 +6,7 @@ from PIL import Image
 import upstep
 from conftest import make_tiny_model
 from upstep.cli import main
+from upstep.errors import UpstepError
 from upstep.model import save_model
 
 
@@ -71,10 +72,15 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     assert "--demo" in capsys.readouterr().err
 
 
-def test_scale_mismatch_is_reported(tmp_path, model_dir, capsys):
+def test_scale_beyond_the_model_is_reported(tmp_path, model_dir, capsys):
+    """A factor the given model cannot reach is a usage error; a smaller one runs it and resizes down."""
     _rand("RGB").save(tmp_path / "a.png")
-    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model_dir)]) == 2
-    assert "x4" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "8", "--model", str(model_dir),
+                 "-o", str(tmp_path / "b.png")]) == 2
+    assert "upscales x4, but --scale 8" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
+    assert main(["upscale", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model_dir),
+                 "-o", str(tmp_path / "b.png"), "--no-progress"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (40, 32)
 
 
 @pytest.mark.parametrize("opts, says", [
@@ -82,6 +88,8 @@ def test_scale_mismatch_is_reported(tmp_path, model_dir, capsys):
     (["--tile", "32", "--overlap", "32"], "--overlap"), (["--overlap", "-1"], "--overlap"),
     (["--steps", "0"], "--steps"), (["--quality", "101"], "--quality"),
     (["--format", "jpg", "-o", "x.png"], "--format"),
+    (["--scale", "9"], "--scale"), (["--scale", "0.5"], "--scale"), (["--width", "0"], "--width"),
+    (["--scale", "2", "--width", "30"], "not both"), (["--strength", "1.2"], "strength"),
 ])
 def test_invalid_option_values_exit_2_with_one_line(tmp_path, model_dir, capsys, opts, says):
     _rand("RGB").save(tmp_path / "a.png")
@@ -155,3 +163,84 @@ def test_scale_picks_the_shipped_model_for_that_scale(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "no x8 model ships" in err and "default-x2 (x2), default-x4 (x4)" in err
     assert not (tmp_path / "c.png").exists()
+
+
+def _ship_tiny(tmp_path, monkeypatch, scales=(2, 4)):
+    import upstep.api
+
+    shipped = tmp_path / "weights"
+    for s in scales:
+        save_model(make_tiny_model(scale=s), shipped / f"default-x{s}")
+    monkeypatch.setattr(upstep.api, "package_weights_dir", lambda: shipped)
+
+
+@pytest.mark.parametrize("opts, size", [
+    (["--scale", "3"], (60, 48)), (["--scale", "1.5"], (30, 24)), (["--scale", "1"], (20, 16)),
+    (["--width", "50"], (50, 40)), (["--height", "40"], (50, 40)), (["--width", "30", "--height", "30"], (30, 30)),
+])
+def test_any_output_size(tmp_path, monkeypatch, opts, size):
+    _ship_tiny(tmp_path, monkeypatch)
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--no-progress"] + opts) == 0
+    assert Image.open(tmp_path / "b.png").size == size
+
+
+def test_a_size_beyond_the_shipped_models_is_reported(tmp_path, monkeypatch, capsys):
+    _ship_tiny(tmp_path, monkeypatch)
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--width", "100",
+                 "--no-progress"]) == 1
+    assert "100x80 from a 20x16 input is x5; the largest model here upscales x4" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--scale", "5"]) == 2
+    assert "no x8 model ships" in capsys.readouterr().err
+
+
+def test_plan_size_picks_the_smallest_scale_at_or_above_the_factor():
+    from upstep.api import plan_size
+
+    assert plan_size((20, 16), 3) == upstep.api.SizePlan((60, 48), 3.0, 4)
+    p = plan_size((101, 50), 1.5)
+    assert p.size == (152, 75) and p.model_scale == 2 and p.model == "default-x2"
+    assert plan_size((20, 16), 2).model_scale == 2 and plan_size((20, 16), 4.5).model_scale == 8
+    assert plan_size((100, 50), width=300).size == (300, 150)
+    assert plan_size((100, 50), width=300, height=60).model_scale == 4
+    with pytest.raises(UpstepError, match="smaller than the 100x50 input"):
+        plan_size((100, 50), width=50)
+
+
+def test_out_size_resizes_the_model_output_down(model_dir):
+    """out_size runs the model at its own scale, then an antialiased downsampling (``resize_output``)."""
+    import torch
+
+    from upstep.api import resize_output
+
+    up = upstep.load(model_dir, device="cpu", dtype="float32")
+    x = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(0))
+    full = up.upscale_tensor(x)
+    assert torch.equal(up.upscale_tensor(x, out_size=(60, 48)), resize_output(full, (60, 48)))
+    assert up.upscale(_rand("RGBA"), out_size=(33, 30)).size == (33, 30)
+    with pytest.raises(UpstepError, match="out of reach of this x4 model"):
+        up.upscale(_rand("RGB"), out_size=(81, 64))
+    # antialiased: a one-pixel checkerboard shrunk by 3/4 comes out flat grey, not as an aliased pattern
+    i = torch.arange(64)
+    board = ((i[:, None] + i[None, :]) % 2).float().expand(1, 3, 64, 64)
+    assert resize_output(board, (48, 48)).std() < 0.05
+
+
+def test_recursive_mirrors_the_tree_and_goes_on_past_bad_images(tmp_path, model_dir, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    _rand("RGB").save(src / "a.png")
+    _rand("RGB").save(src / "sub" / "b.jpg")
+    _rand("L").save(src / "sub" / "deeper" / "c.png")
+    (src / "notes.txt").write_text("not an image")
+    (src / "sub" / "broken.png").write_bytes(b"\x89PNG not really")
+    code = main(["upscale", str(src), "-o", str(out), "--model", str(model_dir), "--recursive", "--no-progress"])
+    io = capsys.readouterr()
+    assert code == 1
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png", "sub/b.jpg", "sub/deeper/c.png"]
+    assert Image.open(out / "sub" / "deeper" / "c.png").mode == "L"
+    assert "3 of 4 upscaled" in io.out and "broken.png" in io.err and "notes.txt" not in io.out + io.err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "flat"), "--model", str(model_dir), "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "flat").iterdir()] == ["a.png"]  # without --recursive: the top only

@@ -2,9 +2,17 @@
 
 ``name_or_path`` is a shipped model name (``upstep.available_models()``: e.g. "default-x4")
 or a folder with ``config.json`` + ``model.safetensors``. Nothing is ever downloaded.
+
+Any output size (``plan_size``): a factor from 1 to 8, or a target width and/or height, runs the
+smallest shipped scale at or above the factor, then ``upscale(..., out_size=(w, h))`` resizes the
+model's output down with ``OUTPUT_FILTER`` (measured in ``docs/results/scale_x3``).
+Strength (``upscale(..., strength=S)``): ``upstep.strength``.
 """
 from __future__ import annotations
 
+import math
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,6 +57,90 @@ def default_model_for(scale: int) -> str:
         return name
     shipped = ", ".join(f"{m['name']} (x{m['scale']})" for m in shipped_models()) or "none"
     raise ModelLoadError(f"no x{scale} model ships with this version of upstep (shipped: {shipped}); {_TRAIN_HINT}")
+
+
+MAX_FACTOR = 8.0
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    """What to run for one input: the output ``size`` (w, h), the upscale ``factor`` it asks for
+    (the larger of the two axes' ratios), and ``model_scale``, the smallest scale at or above it."""
+
+    size: tuple[int, int]
+    factor: float
+    model_scale: int
+
+    @property
+    def model(self) -> str:
+        """The shipped model of ``model_scale`` (``default-x<s>``)."""
+        return f"default-x{self.model_scale}"
+
+
+def plan_size(in_size: tuple[int, int], scale: float | None = None, width: int | None = None,
+              height: int | None = None, model_scales: tuple[int, ...] = SHIPPED_SCALES) -> SizePlan:
+    """Output size and model scale for an input of ``in_size`` = (w, h): either ``scale`` (any
+    factor from 1 to 8; default 4) or ``width`` and/or ``height`` in pixels (one of them keeps the
+    aspect ratio, both set it). ``model_scales``: the scales to choose from (e.g. one given model's)."""
+    w, h = in_size
+    if scale is not None and (width is not None or height is not None):
+        raise UpstepError("give either a scale or a target width/height, not both")
+    for name, v in (("width", width), ("height", height)):
+        if v is not None and v < 1:
+            raise UpstepError(f"--{name} must be a positive number of pixels, got {v}")
+    if width is None and height is None:
+        s = 4.0 if scale is None else float(scale)
+        if not (math.isfinite(s) and 1.0 <= s <= MAX_FACTOR):
+            raise UpstepError(f"--scale must be a factor from 1 to {MAX_FACTOR:g}, got {scale}")
+        size = (max(1, math.floor(w * s + 0.5)), max(1, math.floor(h * s + 0.5)))
+    else:
+        size = (width if width is not None else max(1, math.floor(w * height / h + 0.5)),
+                height if height is not None else max(1, math.floor(h * width / w + 0.5)))
+    factor = max(size[0] / w, size[1] / h)
+    if factor < 1:
+        raise UpstepError(f"{size[0]}x{size[1]} is smaller than the {w}x{h} input; upstep upscales "
+                          f"(a factor from 1 to {MAX_FACTOR:g})")
+    fits = [m for m in sorted(model_scales) if m >= factor - 1e-9]
+    if not fits:
+        raise UpstepError(f"{size[0]}x{size[1]} from a {w}x{h} input is x{factor:.3g}; the largest model here "
+                          f"upscales x{max(model_scales)}: ask for a smaller size")
+    return SizePlan(size, factor, fits[0])
+
+
+# Downsampling of the model's output to the asked size: MATLAB bicubic with its antialiasing
+# (the kernel stretched by the factor), compared with other filters in docs/results/scale_x3.
+OUTPUT_FILTER = "bicubic"
+
+
+def resize_output(rgb: torch.Tensor, size: tuple[int, int], method: str = OUTPUT_FILTER) -> torch.Tensor:
+    """NCHW (or CHW) [0, 1] -> ``size`` = (w, h), antialiased when shrinking. ``method``: "bicubic"
+    (MATLAB imresize), "lanczos" (Pillow, per channel in float), "area" or "bilinear-aa"
+    (torch, antialias=True)."""
+    import torch.nn.functional as F
+
+    from upstep.degrade.resize import imresize
+
+    w, h = size
+    if tuple(rgb.shape[-2:]) == (h, w):
+        return rgb
+    if method == "bicubic":
+        out = imresize(rgb, size=(h, w))
+    elif method == "area":
+        out = F.interpolate(rgb[None] if rgb.ndim == 3 else rgb, size=(h, w), mode="area")
+    elif method == "bilinear-aa":
+        out = F.interpolate(rgb[None] if rgb.ndim == 3 else rgb, size=(h, w), mode="bilinear",
+                            antialias=True, align_corners=False)
+    elif method == "lanczos":
+        import numpy as np
+
+        flat = rgb.reshape(-1, *rgb.shape[-2:]).float().numpy()
+        out = torch.from_numpy(np.stack([np.asarray(Image.fromarray(c, mode="F").resize((w, h), Image.LANCZOS))
+                                         for c in flat])).reshape(*rgb.shape[:-2], h, w)
+    else:
+        raise UpstepError(f"unknown output filter {method!r}; use bicubic, lanczos, area or bilinear-aa")
+    if out.ndim != rgb.ndim:
+        out = out[0]
+    return out.clamp(0, 1)
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -113,7 +205,11 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
 
 
 class Upscaler:
-    """A loaded model plus the tiled one-step pipeline, working on PIL images."""
+    """A loaded model plus the tiled one-step pipeline, working on PIL images.
+
+    ``strength`` (0..1, ``upstep.strength``): None runs the model's own weights (S = 1); other
+    values need the model folder's ``fidelity.safetensors``. ``out_size`` = (w, h): the model's
+    output resized down to that size (``resize_output``); at most the model's scale on each axis."""
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
                  overlap: int = 16, tile_batch: int = 4, channels_last: bool | None = None, backend: str = "auto"):
@@ -124,32 +220,86 @@ class Upscaler:
         self.backend = pick_backend(backend, model, self.device, run_dtype)
         self.pipeline = TiledUpscaler(model, self.device, run_dtype, tile, overlap, tile_batch,
                                       channels_last=channels_last, backend=self.backend)
+        self._interp = None  # upstep.strength.NetworkInterpolation, made on the first strength asked
+        self._lock = threading.Lock()  # weights at one strength for the whole of a run
+
+    @property
+    def has_strength(self) -> bool:
+        """Whether ``strength`` can be asked for: the model folder holds its fidelity end."""
+        from upstep.strength import FIDELITY_FILE
+
+        folder = getattr(self.model, "folder", None)
+        return folder is not None and (Path(folder) / FIDELITY_FILE).is_file()
+
+    def _set_strength(self, strength: float | None) -> None:
+        from upstep.strength import NetworkInterpolation, check_strength, read_fidelity_state
+
+        if strength is None:
+            if self._interp is not None:
+                self._interp.set(1.0)
+            return
+        s = check_strength(strength)
+        if self._interp is None:
+            folder = getattr(self.model, "folder", None)
+            if folder is None:
+                raise UpstepError("strength needs a model loaded from a folder with fidelity.safetensors "
+                                  "(upstep.load(name_or_path)); this one was built in memory")
+            if self.backend != "torch":
+                raise UpstepError("strength works with the torch backend only; drop --backend onnxruntime")
+            self._interp = NetworkInterpolation(self.model, read_fidelity_state(self.model, Path(folder)))
+        self._interp.set(s)
+
+    def prepare_strength(self, strength: float | None) -> None:
+        """Check ``strength`` and load the fidelity end now, so a model without one is an error
+        before any work (``upscale`` does the same on its first call)."""
+        with self._lock:
+            self._set_strength(strength)
+
+    def output_size(self, in_size: tuple[int, int], out_size: tuple[int, int] | None) -> tuple[int, int]:
+        """(w, h) of the result for an input of ``in_size``; checks ``out_size``."""
+        w, h = in_size
+        if out_size is None:
+            return w * self.scale, h * self.scale
+        ow, oh = (int(v) for v in out_size)
+        if not (1 <= ow <= w * self.scale and 1 <= oh <= h * self.scale):
+            raise UpstepError(f"output size {ow}x{oh} is out of reach of this x{self.scale} model for a {w}x{h} "
+                              f"input (at most {w * self.scale}x{h * self.scale}); pick a model of a larger scale "
+                              "(upstep.api.plan_size)")
+        return ow, oh
 
     def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
-                       progress: bool = False) -> torch.Tensor:
-        """NCHW (or CHW) RGB in [0, 1] -> upscaled, same layout."""
-        return self.pipeline.upscale(lr01, steps=steps, seed=seed, colorfix=colorfix, progress=progress)
+                       progress: bool = False, strength: float | None = None,
+                       out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """NCHW (or CHW) RGB in [0, 1] -> upscaled, same layout; ``out_size`` = (w, h)."""
+        size = self.output_size((lr01.shape[-1], lr01.shape[-2]), out_size)
+        with self._lock:
+            self._set_strength(strength)
+            out = self.pipeline.upscale(lr01, steps=steps, seed=seed, colorfix=colorfix, progress=progress)
+        return resize_output(out, size)
 
     def upscale(self, image: Image.Image, steps: int | None = None, seed: int = 0, colorfix: str = "none",
-                progress: bool = False) -> Image.Image:
+                progress: bool = False, strength: float | None = None,
+                out_size: tuple[int, int] | None = None) -> Image.Image:
         """Any PIL image -> upscaled PIL image of the same kind (grayscale stays grayscale,
         alpha is upscaled separately with bicubic and put back, 16-bit stays 16-bit where
         the format allows)."""
-        from upstep.io import from_model_rgb, loaded_from_pil, to_model_rgb
+        from upstep.io import loaded_from_pil
 
         img = loaded_from_pil(image)
-        return self.upscale_loaded(img, steps, seed, colorfix, progress)
+        return self.upscale_loaded(img, steps, seed, colorfix, progress, strength=strength, out_size=out_size)
 
     def upscale_loaded(self, img, steps: int | None = None, seed: int = 0, colorfix: str = "none",
-                       progress: bool = False) -> Image.Image:
+                       progress: bool = False, strength: float | None = None,
+                       out_size: tuple[int, int] | None = None) -> Image.Image:
         from upstep.degrade.resize import imresize
         from upstep.io import from_model_rgb, to_model_rgb
 
         rgb = to_model_rgb(img)
-        out = self.upscale_tensor(rgb, steps, seed, colorfix, progress)
+        w, h = self.output_size((rgb.shape[-1], rgb.shape[-2]), out_size)
+        out = self.upscale_tensor(rgb, steps, seed, colorfix, progress, strength=strength, out_size=(w, h))
         alpha = None
         if img.alpha is not None:
-            alpha = imresize(img.alpha[None], scale=self.scale)[0].clamp(0, 1)
+            alpha = imresize(img.alpha[None], size=(h, w))[0].clamp(0, 1)
         return from_model_rgb(out, img, alpha)
 
 

@@ -18,8 +18,21 @@ def _add_upscale(sub):
     p = sub.add_parser("upscale", help="upscale images with ONE diffusion step (default)")
     p.add_argument("inputs", nargs="*", help="image files or folders, or video files (.mp4, .mkv, .webm, ...)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: ./upscaled)")
-    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    p.add_argument("--model", default=None, help="shipped model name or model folder (default: default-x<scale>)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="any factor from 1 to 8, e.g. 3 or 1.5 (default 4, or the --model's own scale): runs the "
+                        "smallest shipped scale at or above it, then resizes down (antialiased)")
+    p.add_argument("--width", type=int, default=None,
+                   help="output width in pixels; keeps the aspect ratio unless --height is given too")
+    p.add_argument("--height", type=int, default=None,
+                   help="output height in pixels; keeps the aspect ratio unless --width is given too")
+    p.add_argument("--strength", type=float, default=None,
+                   help="0 (fidelity: smooth, faithful) .. 1 (the shipped perceptual model: sharp); needs a model "
+                        "that ships its fidelity end (default: the model as shipped)")
+    p.add_argument("--model", default=None,
+                   help="shipped model name or model folder (default: default-x<s>, s the smallest shipped scale "
+                        "at or above the factor asked)")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="folders: also their subfolders, mirrored under -o; non-image files are skipped")
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default: the model's own: 1 for the one-step models)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -48,6 +61,18 @@ def _add_upscale(sub):
 
 def check_upscale_args(args) -> None:
     """Option values argparse cannot check alone; each failure is one line, exit 2."""
+    from upstep.api import MAX_FACTOR
+    from upstep.strength import check_strength
+
+    if args.scale is not None and (args.width is not None or args.height is not None):
+        raise UpstepError("give either --scale or --width/--height, not both")
+    if args.scale is not None and not 1 <= args.scale <= MAX_FACTOR:
+        raise UpstepError(f"--scale must be a factor from 1 to {MAX_FACTOR:g}, got {args.scale:g}")
+    for name in ("width", "height"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UpstepError(f"--{name} must be a positive number of pixels, got {getattr(args, name)}")
+    if args.strength is not None:
+        check_strength(args.strength)
     if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")
     if args.tile != "auto":
@@ -72,9 +97,60 @@ def check_upscale_args(args) -> None:
                               "make them agree")
 
 
+class _Models:
+    """The upscaler for each model scale an input needs, loaded on first use: ``--model`` if given
+    (its scale only), else the shipped ``default-x<s>``."""
+
+    def __init__(self, args):
+        from upstep.api import SHIPPED_SCALES, available_models, default_model_for, load
+
+        self.args, self.loaded = args, {}
+        self.kw = dict(device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+                       backend=args.backend)
+        if args.model:
+            up = load(args.model, **self.kw)
+            if args.scale is not None and args.scale > up.scale:
+                raise UpstepError(f"model {args.model} upscales x{up.scale}, but --scale {args.scale:g} was asked; "
+                                  f"drop --model or pick a model of scale {args.scale:g} or more")
+            self.loaded[up.scale] = up
+            self.scales = (up.scale,)
+        else:
+            self.scales = tuple(s for s in SHIPPED_SCALES if f"default-x{s}" in available_models())
+            if args.width is None and args.height is None:  # the model is known now: a missing one is a usage error
+                want = min((s for s in SHIPPED_SCALES if s >= (args.scale or 4)), default=max(SHIPPED_SCALES))
+                self.loaded[want] = load(default_model_for(want), **self.kw)
+        if args.strength is not None:  # before the first image: a model without a fidelity end is a usage error
+            for up in self.loaded.values():
+                up.prepare_strength(args.strength)
+
+    def plan(self, size: tuple[int, int]):
+        from upstep.api import plan_size
+
+        a = self.args
+        scale = a.scale
+        if scale is None and a.width is None and a.height is None and a.model:
+            scale = float(self.scales[0])  # --model alone: its own scale
+        return plan_size(size, scale, a.width, a.height, model_scales=self.scales)
+
+    def video_scale(self, path: Path) -> int:
+        """Videos run at a model's own scale (no resizing of frames yet)."""
+        a = self.args
+        s = a.scale if a.scale is not None else (self.scales[0] if a.model else 4)
+        if a.width is not None or a.height is not None or s not in self.scales:
+            raise UpstepError(f"{path}: videos are upscaled at a model's own scale "
+                              f"({', '.join(str(m) for m in self.scales)}); drop --width/--height or pick one of those")
+        return int(s)
+
+    def get(self, scale: int):
+        from upstep.api import default_model_for, load
+
+        if scale not in self.loaded:
+            self.loaded[scale] = load(default_model_for(scale), **self.kw)
+        return self.loaded[scale]
+
+
 def run_upscale(args) -> int:
     import upstep.io as uio
-    from upstep.api import default_model_for, load
     from upstep.video import is_video, upscale_video
 
     check_upscale_args(args)
@@ -83,40 +159,45 @@ def run_upscale(args) -> int:
         inputs.append(str(Path(__file__).parent / "assets" / "sample.png"))
     if not inputs:
         raise UpstepError("no input images: give files or folders, or --demo for the bundled sample")
-    files = uio.list_inputs(inputs)
-    if not files:
-        raise UpstepError(f"no images found in {', '.join(inputs)}")
-    model_name = args.model or default_model_for(args.scale)
-    up = load(model_name, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
-              backend=args.backend)
-    if up.scale != args.scale:
-        raise UpstepError(f"model {model_name} upscales x{up.scale}, but --scale {args.scale} was asked; "
-                          f"drop --model or pick a x{args.scale} model")
     out = Path(args.output) if args.output else Path("upscaled")
+    tree = uio.list_input_tree(inputs, recursive=args.recursive, exclude=out if out.is_dir() else None)
+    files = [f for f, _ in tree]
+    if not files:
+        raise UpstepError(f"no images found in {', '.join(inputs)}"
+                          + ("" if args.recursive else " (add --recursive to look in subfolders)"))
+    models = _Models(args)
     read_kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
 
-    def one(path: Path) -> Path:
+    def one(item: tuple[Path, Path]) -> Path:
+        path, sub = item
         uio.check_input(path)  # a missing input is reported as such, whatever the output is
         if is_video(path):
             ext = path.suffix.lower()
         else:
             ext = uio.FORMAT_EXTS[args.format] if args.format else None
-        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext)
+        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext, subfolder=sub)
         uio.check_destination(dest, overwrite=args.overwrite, inputs=files)  # before the slow part
         if is_video(path):
+            up = models.get(models.video_scale(path))
             return upscale_video(up, path, dest, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
-                                 codec=args.video_codec, crf=args.crf, overwrite=args.overwrite,
-                                 progress=not args.no_progress, **read_kw)
+                                 strength=args.strength, codec=args.video_codec, crf=args.crf,
+                                 overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
         img = uio.read_image(path, **read_kw)
-        result = up.upscale_loaded(img, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
-                                   progress=not args.no_progress and len(files) == 1)
+        plan = models.plan(img.size)
+        result = models.get(plan.model_scale).upscale_loaded(
+            img, steps=args.steps, seed=args.seed, colorfix=args.colorfix, strength=args.strength,
+            out_size=plan.size, progress=not args.no_progress and len(files) == 1)
         uio.write_image(result, dest, overwrite=args.overwrite, inputs=files, icc_profile=img.icc_profile,
                         exif=img.exif, text=img.text, quality=args.quality)
         return dest
 
-    report = uio.run_batch(files, one, progress=not args.no_progress and len(files) > 1)
-    for src, dest in report.ok:
+    report = uio.run_batch(tree, one, progress=not args.no_progress and len(files) > 1)
+    for (src, _), dest in report.ok:
         print(f"{src} -> {dest}")
+    report.failed = [(src, reason) for (src, _), reason in report.failed]
+    if len(files) > 1:
+        failed = f", {len(report.failed)} failed" if report.failed else ""
+        print(f"{len(report.ok)} of {len(files)} upscaled into {out}{failed}")
     if report.failed:
         print(report.summary(), file=sys.stderr)
     return report.exit_code

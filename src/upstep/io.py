@@ -250,20 +250,36 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
     return path
 
 
-def list_inputs(paths: Iterable[str | Path], recursive: bool = False) -> list[Path]:
-    """Folders expand to their image files (sorted); explicit paths are kept as given, even
-    missing ones, so a batch reports them as failures instead of silently skipping them."""
-    out: list[Path] = []
+def list_input_tree(paths: Iterable[str | Path], recursive: bool = False,
+                    exclude: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """``(file, subfolder)`` for each input: folders expand to their image files (sorted; with
+    ``recursive`` those of every subfolder too, other files skipped without a word), each with its
+    folder relative to the folder given (``Path()`` at the top), so an output can mirror the tree.
+    Explicit paths are kept as given, even missing ones, so a batch reports them as failures
+    instead of silently skipping them. Files under ``exclude`` (e.g. the output folder, when it
+    lies inside an input folder) are left out."""
+    skip = Path(exclude).resolve() if exclude is not None else None
+    out: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
-            out += sorted(f for f in it if f.is_file() and f.suffix.lower() in READ_EXTS)
+            found = sorted(f for f in it if f.is_file() and f.suffix.lower() in READ_EXTS
+                           and not (skip is not None and f.resolve().is_relative_to(skip)))
+            out += [(f, f.parent.relative_to(p)) for f in found]
         else:
-            out.append(p)
+            out.append((p, Path()))
     return out
 
 
-def output_path_for(src: Path, out: Path, n_inputs: int, suffix: str = "", ext: str | None = None) -> Path:
+def list_inputs(paths: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+    """The files of ``list_input_tree``."""
+    return [f for f, _ in list_input_tree(paths, recursive)]
+
+
+def output_path_for(src: Path, out: Path, n_inputs: int, suffix: str = "", ext: str | None = None,
+                    subfolder: str | Path = "") -> Path:
+    """Where ``src``'s result goes: ``out`` itself for one input written to a file name, else
+    ``out/subfolder/<stem><suffix><ext>`` (``ext``: the input's, .png where it cannot be written)."""
     src, out = Path(src), Path(out)
     folder_mode = n_inputs > 1 or out.is_dir() or str(out).endswith(os.sep) or out.suffix == ""
     if not folder_mode:
@@ -272,7 +288,7 @@ def output_path_for(src: Path, out: Path, n_inputs: int, suffix: str = "", ext: 
         ext = src.suffix.lower()
         if ext not in WRITE_FORMATS:
             ext = ".png"  # e.g. .gif: write the upscaled first frame losslessly
-    return out / f"{src.stem}{suffix}{ext}"
+    return out / subfolder / f"{src.stem}{suffix}{ext}"
 
 
 @dataclass

@@ -215,4 +215,5 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> nn.Mod
         raise ModelLoadError(f"{w_path}: weights do not match config.json "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.info = cfg.get("info", {})
+    model.folder = folder  # where optional companions live (``upstep.strength``: fidelity.safetensors)
     return model.to(device).eval()

@@ -94,7 +94,7 @@ def _add_video_stream(out, codec: str, rate: Fraction, width: int, height: int, 
 
 
 def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = None, seed: int = 0,
-                  colorfix: str = "none", codec: str | None = None, crf: int = 18,
+                  colorfix: str = "none", strength: float | None = None, codec: str | None = None, crf: int = 18,
                   max_pixels: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Upscale every frame of ``src`` with ``up`` (an ``upstep.api.Upscaler``) into ``dest``.
 
@@ -123,7 +123,7 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
         expected = vin.frames or None  # frame count from the container header, when it has one
 
         def upscale_frame(img: Image.Image) -> Image.Image:  # the image path; same seed: same noise
-            return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix)
+            return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix, strength=strength)
 
         def write(tmp: str) -> None:
             with av.open(tmp, "w") as out, tqdm(total=expected, desc=src.name, unit="frame",

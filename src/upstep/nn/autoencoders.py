@@ -44,6 +44,15 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
 
+def _identity_state(decoder: nn.Module, last: nn.Conv2d) -> dict[str, torch.Tensor]:
+    """A zero-start decoder's parameters (state_dict names) as they are, except its zero-initialised
+    last convolution, zeroed: the decoder at an identity start (exactly pixel_shuffle) that shares
+    every other layer with this one. ``upstep.strength`` uses it as the fidelity end of a decoder
+    that perceptual training added."""
+    return {name: torch.zeros_like(p) if p is last.weight or p is last.bias else p.detach().clone()
+            for name, p in decoder.named_parameters()}
+
+
 class PixelUnshuffleAutoencoder(Autoencoder):
     def __init__(self, factor: int = 4, in_channels: int = 3, scaling: float = 1.0):
         super().__init__()
@@ -84,6 +93,9 @@ class RefinedPixelShuffleAutoencoder(PixelUnshuffleAutoencoder):
     @property
     def last_layer(self) -> torch.Tensor:
         return self.refine[-1].weight
+
+    def identity_state(self) -> dict[str, torch.Tensor]:
+        return _identity_state(self, self.refine[-1])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         x = super().decode(z)
@@ -138,6 +150,9 @@ class ResizeConvAutoencoder(PixelUnshuffleAutoencoder):
     @property
     def last_layer(self) -> torch.Tensor:
         return self.residual[-1].weight
+
+    def identity_state(self) -> dict[str, torch.Tensor]:
+        return _identity_state(self, self.residual[-1])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return super().decode(z) + self.residual(z / self.scaling)

@@ -1,0 +1,164 @@
+"""Strength (``upstep.strength``): network interpolation between a model's fidelity end (S = 0)
+and its own weights (S = 1), on tiny models."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import upstep
+from conftest import make_tiny_model
+from upstep.cli import main
+from upstep.errors import UpstepError
+from upstep.model import SRDiffusionModel, save_model
+from upstep.nn.autoencoders import RefinedPixelShuffleAutoencoder, ResizeConvAutoencoder
+from upstep.strength import FIDELITY_FILE, write_fidelity
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _perceptual_of(fid, decoder: str | None = None, seed: int = 1):
+    """A 'fine-tuned' copy of ``fid``: every U-Net weight moved, optionally with a decoder added
+    (as perceptual training adds one) whose last layer has left its zero start."""
+    model = make_tiny_model()
+    model.load_state_dict(fid.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+        if decoder == "resize":
+            model.autoencoder = ResizeConvAutoencoder.from_plain(model.autoencoder, width=8, blocks=1, hr_channels=4)
+        elif decoder == "refine":
+            model.autoencoder = RefinedPixelShuffleAutoencoder.from_plain(model.autoencoder, channels=4, layers=2)
+        for q in (model.autoencoder.parameters() if decoder else ()):  # trained: nothing is at its start
+            q.add_(0.05 * torch.randn(q.shape, generator=g))
+    return model.eval()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """(folder of a perceptual model with fidelity.safetensors, folder of its fidelity model)."""
+    fid = make_tiny_model()
+    fid_dir = save_model(fid, tmp_path / "fid")
+    perc_dir = save_model(_perceptual_of(fid), tmp_path / "perc")
+    write_fidelity(perc_dir, fid, source="fid")
+    return perc_dir, fid_dir
+
+
+def _img(size=(24, 20), seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _out(up, **kw):
+    return np.asarray(up.upscale(_img(), **kw))
+
+
+def test_strength_ends_are_the_two_models_exactly(pair):
+    perc_dir, fid_dir = pair
+    up = upstep.load(perc_dir, device="cpu", dtype="float32")
+    assert up.has_strength
+    own = _out(up)
+    fid_out = _out(upstep.load(fid_dir, device="cpu", dtype="float32"))
+    assert np.abs(own.astype(int) - fid_out).mean() > 1  # the two ends really differ
+    assert np.array_equal(_out(up, strength=0), fid_out)
+    assert np.array_equal(_out(up, strength=1), own)
+    mid = _out(up, strength=0.5)
+    assert np.array_equal(_out(up), own)  # None goes back to the model's own weights after another S
+    d_own, d_fid = np.abs(mid.astype(int) - own).mean(), np.abs(mid.astype(int) - fid_out).mean()
+    assert 0.2 < d_own / d_fid < 5  # in between, not at an end
+
+
+@pytest.mark.parametrize("decoder", ["resize", "refine"])
+def test_strength_fills_a_decoder_the_fidelity_model_lacks(tmp_path, decoder):
+    """Perceptual training added a zero-start decoder: the fidelity end is that decoder's identity
+    start, so S = 0 is exactly the fidelity model (which has no decoder)."""
+    fid = make_tiny_model()
+    fid_dir = save_model(fid, tmp_path / "fid")
+    perc_dir = save_model(_perceptual_of(fid, decoder=decoder), tmp_path / "perc")
+    write_fidelity(perc_dir, fid, source="fid")
+    stored = load_file(str(perc_dir / FIDELITY_FILE))
+    assert set(stored) == set(load_file(str(perc_dir / "model.safetensors")))
+    up = upstep.load(perc_dir, device="cpu", dtype="float32")
+    fid_out = _out(upstep.load(fid_dir, device="cpu", dtype="float32"))
+    assert np.array_equal(_out(up, strength=0), fid_out)
+    assert not np.array_equal(_out(up, strength=0.5), fid_out)
+
+
+def test_fidelity_weights_that_do_not_fit_are_refused(tmp_path):
+    fid = make_tiny_model()
+    perc_dir = save_model(_perceptual_of(fid), tmp_path / "perc")
+    cfg = fid.config()
+    other = SRDiffusionModel.from_config({**cfg, "unet": {**cfg["unet"], "block_out_channels": [8, 16]}})
+    with pytest.raises(UpstepError, match="other: its unet .* differs"):
+        write_fidelity(perc_dir, other, source="other")
+    assert not (perc_dir / FIDELITY_FILE).exists()
+    # a fidelity file lacking a U-Net tensor has no documented value to fill in
+    state = load_file(str(perc_dir / "model.safetensors"))
+    gone = sorted(k for k in state if k.startswith("unet."))[0]
+    save_file({k: v for k, v in state.items() if k != gone}, str(perc_dir / FIDELITY_FILE))
+    up = upstep.load(perc_dir, device="cpu", dtype="float32")
+    with pytest.raises(UpstepError, match=f"lack 1 of the model's tensors \\({gone}\\).*no identity start"):
+        up.upscale(_img(), strength=0.5)
+
+
+def test_strength_without_a_fidelity_end_is_a_clear_error(tmp_path, capsys):
+    plain = save_model(make_tiny_model(), tmp_path / "plain")
+    up = upstep.load(plain, device="cpu", dtype="float32")
+    assert not up.has_strength
+    with pytest.raises(UpstepError, match="model plain has no fidelity end"):
+        up.upscale(_img(), strength=0.5)
+    _img().save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--model", str(plain),
+                 "--strength", "0.5", "--no-progress"]) == 2
+    assert "has no fidelity end" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "1.5", "nan"])
+def test_strength_out_of_range_is_a_usage_error(pair, tmp_path, capsys, bad):
+    _img().save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--model", str(pair[0]),
+                 "--strength", bad]) == 2
+    assert "strength must be between 0" in capsys.readouterr().err
+
+
+def test_cli_strength_writes_the_interpolated_result(pair, tmp_path):
+    perc_dir, fid_dir = pair
+    _img().save(tmp_path / "a.png")
+    for s in ("0", "0.5"):
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"s{s}.png"), "--model",
+                     str(perc_dir), "--strength", s, "--no-progress"]) == 0
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "fid.png"), "--model", str(fid_dir),
+                 "--no-progress"]) == 0
+    read = lambda n: np.asarray(Image.open(tmp_path / n))  # noqa: E731
+    assert np.array_equal(read("s0.png"), read("fid.png"))
+    assert not np.array_equal(read("s0.5.png"), read("fid.png"))
+
+
+def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
+    """scripts/ship_model.py RUN NAME --fidelity FID: fidelity.safetensors beside the weights, in
+    their float16, same keys and shapes; an unfit fidelity model stops it before anything is written."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    fid = make_tiny_model()
+    save_model(fid, tmp_path / "fid_run" / "model")
+    run = tmp_path / "run"
+    save_model(_perceptual_of(fid, decoder="resize"), run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "shipped"))
+    model = load_file(str(tmp_path / "shipped" / "model.safetensors"))
+    fidw = load_file(str(tmp_path / "shipped" / FIDELITY_FILE))
+    assert {k: (v.shape, v.dtype) for k, v in fidw.items()} == {k: (v.shape, v.dtype) for k, v in model.items()}
+    assert all(v.dtype == torch.float16 for v in fidw.values())
+    up = upstep.load(tmp_path / "shipped", device="cpu", dtype="float32")
+    assert not np.array_equal(_out(up, strength=0), _out(up))
+    wrong = make_tiny_model(scale=2)
+    save_model(wrong, tmp_path / "wrong")
+    with pytest.raises(UpstepError, match="scale"):
+        ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "wrong"), dest=str(tmp_path / "shipped2"))
+    assert not (tmp_path / "shipped2").exists()
