@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_models(sub)
     for module, name in (("upstep.degrade.dataset", "degrade"), ("upstep.evaluate.runner", "eval"),
-                         ("upstep.evaluate.bench", "bench"), ("upstep.web", "serve")):
+                         ("upstep.evaluate.bench", "bench"), ("upstep.web", "serve"),
+                         ("upstep.evaluate.datacheck", "check-data")):
         _add_optional(sub, module, name)
     return parser
 
@@ -291,8 +292,8 @@ def _add_optional(sub, module: str, name: str) -> None:
     except ImportError:
         return
     p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
-    getattr(mod, f"add_{name}_arguments")(p)
-    p.set_defaults(func=getattr(mod, f"run_{name}"))
+    getattr(mod, f"add_{name.replace('-', '_')}_arguments")(p)
+    p.set_defaults(func=getattr(mod, f"run_{name.replace('-', '_')}"))
 
 
 def main(argv: list[str] | None = None) -> int:
