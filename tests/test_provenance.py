@@ -1,0 +1,73 @@
+"""Provenance of the shipped models: each weights file is the one the results were measured with,
+and its embedded training config is the config file the README names for it."""
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from upstep.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "src" / "upstep" / "weights"
+
+# SHA-256 of every shipped .safetensors file. After shipping a new model (scripts/ship_model.py),
+# regenerate these lines with:
+#   cd src/upstep/weights && sha256sum */*.safetensors
+# and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
+PINNED_SHA256 = {
+    "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
+    "default-x4/model.safetensors": "c853260867c96580f5c40d9e8a8c50a2420d524e0dfb26bc4efdd3f933e20e1e",
+    "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
+    "fidelity-x4/model.safetensors": "08586f1427c4857092023389b9654b168c4d7ed2ba9671d9a5fa0b31a5540180",
+    "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
+}
+
+# The config file of each shipped model's last training stage, as the README names it; the
+# shipped config.json embeds the training config (``info.train_config``, scripts/ship_model.py).
+LAST_STAGE_CONFIG = {
+    "default-x2": "configs/perceptual_x2_small.json",
+    "default-x4": "configs/perceptual_x4_fast_c3.json",
+    "default-x8": "configs/perceptual_x8_small.json",
+    "fidelity-x4": "configs/fidelity_x4_stage4_small.json",
+    "large-x4": "configs/perceptual_x4_small.json",
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_shipped_weights_file_is_pinned():
+    shipped = {str(p.relative_to(WEIGHTS)) for p in WEIGHTS.glob("*/*.safetensors")}
+    models = {p.name for p in WEIGHTS.iterdir() if (p / "config.json").is_file()}
+    assert shipped == set(PINNED_SHA256), "a shipped .safetensors file was added or removed: update PINNED_SHA256"
+    assert models == set(LAST_STAGE_CONFIG), "a shipped model was added or removed: update LAST_STAGE_CONFIG"
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_SHA256))
+def test_shipped_weights_match_their_pin(name):
+    path = WEIGHTS / name
+    assert path.is_file(), f"{path}: missing"
+    assert _sha256(path) == PINNED_SHA256[name], f"{name} changed: update PINNED_SHA256 (see its comment)"
+
+
+def _without_comments(cfg):
+    if isinstance(cfg, dict):
+        return {k: _without_comments(v) for k, v in cfg.items() if not k.startswith("_comment")}
+    return [_without_comments(v) for v in cfg] if isinstance(cfg, list) else cfg
+
+
+@pytest.mark.parametrize("model", sorted(LAST_STAGE_CONFIG))
+def test_embedded_training_config_is_the_named_config_file(model):
+    embedded = json.loads((WEIGHTS / model / "config.json").read_text())["info"]["train_config"]
+    named = load_config(ROOT / LAST_STAGE_CONFIG[model])   # `extends` resolved, as `upstep train` does
+    assert _without_comments(embedded) == _without_comments(named)
+
+
+def test_the_config_check_sees_a_changed_setting(tmp_path):
+    named = load_config(ROOT / LAST_STAGE_CONFIG["default-x4"])
+    changed = json.loads(json.dumps(named))
+    changed["train"]["steps"] += 1
+    assert _without_comments(changed) != _without_comments(named)
+    assert _without_comments({"_comment": "a", "x": [{"_comment": "b", "y": 1}]}) == {"x": [{"y": 1}]}
