@@ -15,7 +15,8 @@ from conftest import make_tiny_model
 from upstep.model import save_model
 
 pytest.importorskip("starlette", reason="upstep serve needs Starlette and uvicorn: pip install 'upstep[serve]'")
-from upstep.web.testing import find_chromium, headless_chromium, start_server, stop_server, upscale_in_page  # noqa: E402
+from upstep.web.testing import (call, find_chromium, headless_chromium, start_server, stop_server,  # noqa: E402
+                                upscale_in_page, wait_job)
 
 MAX_PIXELS = 100_000
 
@@ -41,35 +42,32 @@ def png_bytes(size=(20, 16), mode="RGB"):
     return buf.getvalue()
 
 
-def call(url, data=None, token=None, headers=None):
-    """(status, body) for GET or POST; JSON bodies decoded. ``headers``: a dict to fill with the
-    response's headers."""
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            status, body, got = r.status, r.read(), r.headers
-    except urllib.error.HTTPError as e:
-        status, body, got = e.code, e.read(), e.headers
-    if headers is not None:
-        headers.update(got)
-    return status, json.loads(body) if "json" in got.get("content-type", "") else body
-
-
-def upload(server, data, name, model):
+def upload(server, data, name, model, headers=None):
     q = urllib.parse.urlencode({"name": name, "model": model})
-    return call(f"{server}/api/jobs?{q}", data)
+    return call(f"{server}/api/jobs?{q}", data, headers=headers)
 
 
-def wait_job(server, job_id, timeout=60, token=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, st = call(f"{server}/api/jobs/{job_id}", token=token)
-        assert status == 200, (job_id, status, st)  # an accepted job is never lost
-        if st["state"] in ("done", "error"):
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+BAD = {  # case: (the upload, the status and words of its answer); the server's limit is 0.05 MB
+    "corrupt": (lambda: b"garbage" * 20, 400, "not an image"),
+    "truncated": (lambda: png_bytes()[: len(png_bytes()) // 2], 400, "truncated"),
+    "empty": (lambda: b"", 400, "empty upload"),
+    "too_many_bytes": (lambda: os.urandom(60_000), 413, "upload limit"),
+    "bomb": (lambda: bomb_png(), 400, "decompression-bomb guard"),
+}
+
+
+def gradient_png(size) -> bytes:
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize(size).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A few hundred bytes that decode to 4 million pixels."""
+    buf = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(buf, format="PNG")
+    assert len(buf.getvalue()) < 20_000
+    return buf.getvalue()
 
 
 def test_models_offered_are_shipped_plus_given_folders(server, model_dir):
@@ -95,29 +93,11 @@ def test_upload_is_upscaled_with_progress_and_both_images_served(server, model_d
     assert Image.open(io.BytesIO(before)).size == (20, 16)
 
 
-@pytest.mark.parametrize("case", ["corrupt", "truncated", "empty", "too_many_bytes", "bomb", "unknown_model"])
+@pytest.mark.parametrize("case", [*BAD, "unknown_model"])
 def test_bad_uploads_get_a_readable_error(server, model_dir, case):
-    data, name, model = png_bytes(), "photo.png", str(model_dir)
-    if case == "corrupt":
-        data = b"garbage" * 20
-    elif case == "truncated":
-        data = data[: len(data) // 2]
-    elif case == "empty":
-        data = b""
-    elif case == "too_many_bytes":
-        data = os.urandom(60_000)  # limit: 0.05 MB
-    elif case == "bomb":  # a few hundred bytes that decode to 4 million pixels
-        buf = io.BytesIO()
-        Image.new("L", (2000, 2000)).save(buf, format="PNG")
-        data = buf.getvalue()
-        assert len(data) < 20_000
-    else:
-        model = "no-such-model"
-    status, body = upload(server, data, name, model)
-    want = {"corrupt": (400, "not an image"), "truncated": (400, "truncated"), "empty": (400, "empty upload"),
-            "too_many_bytes": (413, "upload limit"), "bomb": (400, "decompression-bomb guard"),
-            "unknown_model": (400, "unknown model")}[case]
-    assert status == want[0] and want[1] in body["error"], body
+    data, want, words = BAD[case] if case in BAD else (png_bytes, 400, "unknown model")
+    status, body = upload(server, data(), "photo.png", "no-such-model" if case == "unknown_model" else str(model_dir))
+    assert status == want and words in body["error"], body
     if case != "unknown_model":
         assert body["error"].startswith("photo.png: ") and "/tmp" not in body["error"]
 
@@ -173,6 +153,119 @@ def test_page_is_self_contained(server):
     html = req.read().decode()
     assert "default-src 'self'" in req.headers["Content-Security-Policy"]
     assert "http://" not in html and "https://" not in html and "//cdn" not in html
+
+
+GATED = os.path.join(os.path.dirname(__file__), "gated_serve.py")
+LOAD_RSS_BOUND_MB = 120  # growth of the server's resident memory over the load test (measured: about 60)
+
+
+def test_under_load_no_job_is_lost_and_503_comes_exactly_when_the_queue_is_full(model_dir, tmp_path):
+    """Localhost, bounded (about 20 s on 2 cores). A gate file holds the running job so that the
+    queue fills on purpose: max 4 jobs, 512 KB decoded (16 bytes a pixel), 0.05 MB uploads.
+    1. bytes: 150x150 (352 KB decoded) and 96x72 (108 KB) fit; one more 96x72 is 503 with 2 jobs;
+    2. jobs: 12 valid + 5 bad uploads at once: exactly 4 valid accepted, the other 8 answered 503
+       + Retry-After naming the 4 jobs; bad ones never accepted; the queue takes work again once
+       it has drained;
+    3. the gate open: 24 valid + 5 bad uploads at once, clients retry on 503 until accepted.
+    Every request is answered; every accepted job finishes (no 404 on the way: none is lost);
+    the server's resident memory grows by less than LOAD_RSS_BOUND_MB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from upstep.web.testing import memory_mb, reset_peak_memory
+
+    gate = tmp_path / "gate"
+    limits = {"max_jobs": 4, "max_queue_bytes": 512 * 1024, "max_upload_bytes": 52_428, "max_pixels": MAX_PIXELS,
+              "keep_results": 64}  # bodies being received: at most 4 x 52 KB
+    proc, url = start_server(gate, json.dumps(limits), model_dir, script=GATED)
+    model = str(model_dir)
+    small, big = png_bytes((96, 72)), gradient_png((150, 150))
+
+    def send(item):
+        data, name = item
+        headers = {}
+        return (*upload(url, data, name, model, headers=headers), headers.get("retry-after"))
+
+    def finish(ids):
+        gate.touch()
+        return [wait_job(url, i) for i in ids]
+
+    try:
+        gate.touch()
+        warm = finish([upload(url, big, "warm.png", model)[1]["id"]])  # the model loaded, its working memory used
+        assert warm[0]["state"] == "done"
+        base = memory_mb(proc.pid)["rss"]
+        reset_peak_memory(proc.pid)
+
+        gate.unlink()  # 1. the queue's decoded bytes
+        first = [send((big, "big.png")), send((small, "s1.png"))]
+        assert [r[0] for r in first] == [200, 200], first
+        status, body, retry = send((small, "s2.png"))
+        assert status == 503 and "decode to 460 KB and this one to 108 KB, over the queue's 512 KB" in body["error"], body
+        assert int(retry) >= 1
+        finish([r[1]["id"] for r in first])
+
+        gate.unlink()  # 2. the queue's jobs
+        bad = [(make(), f"bad_{case}.png") for case, (make, _, _) in BAD.items()]
+        good = [(png_bytes((48, 36)), f"good{i}.png") for i in range(12)]  # 12 x 5 KB in flight
+        with ThreadPoolExecutor(len(good) + len(bad)) as pool:
+            answers = list(pool.map(send, good + bad))
+        got_good, got_bad = answers[: len(good)], answers[len(good):]
+        accepted = [b["id"] for st, b, _ in got_good if st == 200]
+        assert len(accepted) == 4, [a[:2] for a in got_good]
+        for st, b, retry in got_good:
+            assert st == 200 or (st == 503 and "4 jobs are queued or running" in b["error"] and int(retry) >= 1), b
+        for (st, b, _), (_, want, words) in zip(got_bad, BAD.values()):
+            assert (st, words) == (want, words) and words in b["error"] or st == 503, b
+        for i in accepted:  # held, not lost
+            assert call(f"{url}/api/jobs/{i}")[1]["state"] in ("queued", "running")
+        assert all(st["state"] == "done" for st in finish(accepted))
+        assert send((small, "after.png"))[0] == 200  # room again once the queue has drained
+
+        def until_accepted(item):  # 3. a real client: retry on 503
+            deadline = time.monotonic() + 40
+            while True:
+                st, b, _ = send(item)
+                if st != 503 or time.monotonic() > deadline:
+                    return st, b
+                time.sleep(0.05)
+
+        good = [(png_bytes((64 + i, 48)), f"load{i}.png") for i in range(24)]
+        with ThreadPoolExecutor(len(good) + len(bad)) as pool:
+            answers = list(pool.map(until_accepted, good + bad))
+        assert all(st == 200 for st, _ in answers[: len(good)]), answers[: len(good)]
+        assert [st for st, _ in answers[len(good):]] == [want for _, want, _ in BAD.values()]
+        done = [wait_job(url, b["id"]) for _, b in answers[: len(good)]]
+        assert [d["out_size"] for d in done] == [[4 * (64 + i), 192] for i in range(24)]
+
+        grown = memory_mb(proc.pid)["peak"] - base
+        assert grown < LOAD_RSS_BOUND_MB, f"resident memory grew by {grown:.0f} MB"
+    finally:
+        stop_server(proc)
+
+
+def test_queued_and_running_jobs_are_never_dropped_finished_ones_by_count_and_age(model_dir, tmp_path):
+    """keep 2 results for 3 s: 4 jobs held past 3 s by the gate are all kept; once finished, the
+    2 most recent are kept and the others answer 410 with the rule; 3 s later, none."""
+    gate = tmp_path / "gate"
+    limits = {"max_jobs": 8, "keep_results": 2, "keep_seconds": 3.0, "max_pixels": MAX_PIXELS}
+    proc, url = start_server(gate, json.dumps(limits), model_dir, script=GATED)
+    try:
+        ids = [upload(url, png_bytes((24, 20)), f"j{i}.png", str(model_dir))[1]["id"] for i in range(4)]
+        time.sleep(3.5)
+        held = [call(f"{url}/api/jobs/{i}") for i in ids]
+        assert [(st, b.get("state")) for st, b in held] == [(200, "running")] + [(200, "queued")] * 3, held
+        assert [b.get("ahead") for _, b in held] == [None, 1, 2, 3]
+        gate.touch()
+        assert wait_job(url, ids[-1])["kept_for_seconds"] > 0
+        answers = [call(f"{url}/api/jobs/{i}") for i in ids]
+        assert [a[0] for a in answers] == [410, 410, 200, 200]
+        assert "kept 3 s after they finish, and only the 2 most recent" in answers[0][1]["error"]
+        assert "kept 3 s after they finish, and only the 2 most recent" in answers[3][1]["retention"]
+        time.sleep(3.2)
+        assert [call(f"{url}/api/jobs/{i}")[0] for i in ids] == [410] * 4
+        assert call(f"{url}/api/jobs/{'0' * 32}")[0] == 404
+    finally:
+        stop_server(proc)
 
 
 def _need_chromium():

@@ -84,6 +84,10 @@ class Limits:
                 "keep_seconds": self.keep_seconds, "retention": self.retention()}
 
 
+def _size(n: float) -> str:
+    return f"{n / 1024:.0f} KB" if n < 2**20 else f"{n / 2**20:.0f} MB"
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
@@ -202,9 +206,8 @@ class Service:
                              "(upstep serve --max-jobs)")
         queued = sum(j.decoded_bytes for j in active)
         if queued + decoded_bytes > lim.max_queue_bytes:
-            raise self._busy(f"the queued images decode to {queued / 2**20:.0f} MB and this one to "
-                             f"{decoded_bytes / 2**20:.0f} MB, over the queue's {lim.max_queue_bytes / 2**20:.0f} MB "
-                             "(upstep serve --max-queue-mb)")
+            raise self._busy(f"the queued images decode to {_size(queued)} and this one to {_size(decoded_bytes)}, "
+                             f"over the queue's {_size(lim.max_queue_bytes)} (upstep serve --max-queue-mb)")
 
     def check_room(self) -> None:
         """Raise ``QueueFull`` if no job can be queued now (before reading an upload)."""
@@ -216,7 +219,7 @@ class Service:
         with self.lock:
             budget = self.limits.max_jobs * self.limits.max_upload_bytes
             if self.receiving + n > budget:
-                raise self._busy(f"uploads being received fill the {budget / 2**20:.0f} MB set aside for them")
+                raise self._busy(f"uploads being received fill the {_size(budget)} set aside for them")
             self.receiving += n
 
     def release_receiving(self, n: int) -> None:
@@ -246,8 +249,8 @@ class Service:
             size = self.read_upload(data, name).size  # every CLI check; the pixels are not kept
         decoded = size[0] * size[1] * BYTES_PER_PIXEL
         if decoded > self.limits.max_queue_bytes:
-            raise UploadRefused(f"{name}: {size[0]}x{size[1]} decodes to {decoded / 2**20:.0f} MB, more than the "
-                                f"queue holds ({self.limits.max_queue_bytes / 2**20:.0f} MB); start the server with a "
+            raise UploadRefused(f"{name}: {size[0]}x{size[1]} decodes to {_size(decoded)}, more than the "
+                                f"queue holds ({_size(self.limits.max_queue_bytes)}); start the server with a "
                                 "larger --max-queue-mb, or use the CLI (upstep upscale)", 413)
         job = Job(name=name, model=model, upload=data, decoded_bytes=decoded, size=size, options=dict(options or {}))
         job_id = uuid.uuid4().hex

@@ -30,15 +30,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*args: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """``upstep serve ARGS`` on a free localhost port; returns (process, base URL) once it answers."""
+def start_server(*args: str, timeout: float = 120.0, script: str | Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``upstep serve ARGS`` (or ``python SCRIPT --port PORT ARGS``) on a free localhost port;
+    returns (process, base URL) once it answers."""
     import upstep
 
     port = free_port()
+    command = [str(script)] if script else ["-m", "upstep.cli", "serve"]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     src = str(Path(upstep.__file__).resolve().parents[1])  # this checkout, also when run from a worktree
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.Popen([sys.executable, "-m", "upstep.cli", "serve", "--port", str(port), *args],
+    proc = subprocess.Popen([sys.executable, *command, "--port", str(port), *map(str, args)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -63,6 +65,48 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def call(url: str, data: bytes | None = None, token: str | None = None, headers: dict | None = None):
+    """(status, body) of a GET, or of a POST of ``data``; JSON bodies decoded. ``headers``: a dict
+    to fill with the response's headers (names in lower case)."""
+    import json
+
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, body, got = r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        status, body, got = e.code, e.read(), e.headers
+    if headers is not None:
+        headers.update((k.lower(), v) for k, v in got.items())
+    return status, json.loads(body) if "json" in got.get("content-type", "") else body
+
+
+def wait_job(url: str, job_id: str, timeout: float = 60.0, token: str | None = None) -> dict:
+    """Poll a job until it is done or failed; its last status. Fails if the job is ever not found
+    (an accepted job must never be lost)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, st = call(f"{url}/api/jobs/{job_id}", token=token)
+        if status != 200:
+            raise AssertionError(f"accepted job {job_id} answered {status}: {st}")
+        if st["state"] in ("done", "error"):
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout:.0f} s")
+
+
+def memory_mb(pid: int) -> dict:
+    """``{"rss", "peak"}`` of a process in MB (Linux: VmRSS and VmHWM of /proc/PID/status)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: int(fields[v].split()[0]) / 1024 for k, v in (("rss", "VmRSS"), ("peak", "VmHWM"))}
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start a process's VmHWM again from its current resident size (Linux >= 4.0)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def headless_chromium(width: int = 1100, height: int = 900):
