@@ -162,3 +162,31 @@ def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
     with pytest.raises(UpstepError, match="scale"):
         ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "wrong"), dest=str(tmp_path / "shipped2"))
     assert not (tmp_path / "shipped2").exists()
+
+
+def _records(path: Path, values: dict[float, list[float]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "records.jsonl").open("w") as f:
+        for s, vals in values.items():
+            for i, v in enumerate(vals):
+                f.write(json.dumps({"set": "x", "method": f"S={s:g}", "image": f"im{i}", "psnr": v}) + "\n")
+
+
+def test_strength_curve_judges_monotonicity_by_paired_steps(tmp_path):
+    """A step against the ends' direction breaks monotonicity only beyond 2 SE of its per-image differences."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("strength_curve", REPO / "benchmarks" / "strength_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = np.array([30.0, 25.0, 28.0, 22.0])
+    wobble = np.array([0.3, -0.25, 0.2, -0.2])  # mean +0.0125, SE about 0.13: noise
+    _records(tmp_path / "a", {0: base, 0.5: base - 1, 1: base - 1 + wobble})  # falls, then flat within the noise
+    mono = mod.monotonicity(tmp_path / "a", "x", [0, 0.5, 1], "psnr")
+    assert mono["direction"] == "falls" and mono["steps"][1]["diff"] > 0 and mono["monotone_within_noise"]
+    _records(tmp_path / "b", {0: base, 0.5: base + 0.5 + wobble / 10, 1: base - 2})  # rises first, clearly
+    mono = mod.monotonicity(tmp_path / "b", "x", [0, 0.5, 1], "psnr")
+    assert not mono["monotone_within_noise"] and mono["steps"][0]["verdict"] == "did not hold"
+    _records(tmp_path / "c", {0: base, 0.5: base + 1 + wobble / 10, 1: base + 2})  # rises all the way
+    mono = mod.monotonicity(tmp_path / "c", "x", [0, 0.5, 1], "psnr")
+    assert mono["direction"] == "rises" and mono["monotone_within_noise"]
