@@ -71,3 +71,23 @@ def test_the_config_check_sees_a_changed_setting(tmp_path):
     changed["train"]["steps"] += 1
     assert _without_comments(changed) != _without_comments(named)
     assert _without_comments({"_comment": "a", "x": [{"_comment": "b", "y": 1}]}) == {"x": [{"y": 1}]}
+
+
+def _extends_chain(path: Path) -> list[Path]:
+    chain = []
+    while True:
+        base = json.loads(path.read_text()).get("extends")
+        if not base:
+            return chain
+        path = (path.parent / base).resolve()
+        chain.append(path)
+
+
+def test_no_live_config_extends_a_retired_one():
+    """Retired and one-off configs live in configs/experiments/; editing one must not change a
+    recipe outside it (as editing the retired fidelity_x4_fast.json once changed default-x4's)."""
+    experiments = (ROOT / "configs" / "experiments").resolve()
+    live = [p for p in (ROOT / "configs").rglob("*.json") if experiments not in p.resolve().parents]
+    assert len(live) > 10
+    bad = {str(p.relative_to(ROOT)): [str(b) for b in _extends_chain(p) if experiments in b.parents] for p in live}
+    assert {p: b for p, b in bad.items() if b} == {}
