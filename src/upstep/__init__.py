@@ -3,6 +3,9 @@
     import upstep
     up = upstep.load("default-x4")          # shipped model, no download
     big = up.upscale(Image.open("photo.jpg"))
+    softer = up.upscale(Image.open("photo.jpg"), strength=0.5)   # 0 fidelity .. 1 as shipped
+    plan = upstep.plan_size(Image.open("photo.jpg").size, scale=3)   # or width=/height=
+    x3 = upstep.load(plan.model).upscale(Image.open("photo.jpg"), out_size=plan.size)
 """
 import os
 import sys
@@ -15,7 +18,7 @@ import sys
 if "torch" not in sys.modules:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from upstep.api import Upscaler, available_models, load  # noqa: E402
+from upstep.api import Upscaler, available_models, load, plan_size  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["load", "Upscaler", "available_models", "__version__"]
+__all__ = ["load", "Upscaler", "available_models", "plan_size", "__version__"]
