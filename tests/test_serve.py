@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_tiny_model
+import upstep
 from upstep.model import save_model
 
 pytest.importorskip("starlette", reason="upstep serve needs Starlette and uvicorn: pip install 'upstep[serve]'")
@@ -73,8 +74,6 @@ def bomb_png() -> bytes:
 def test_models_offered_are_shipped_plus_given_folders(server, model_dir):
     _, info = call(f"{server}/api/models")
     ids = {m["id"]: m["scale"] for m in info["models"]}
-    import upstep
-
     shipped = {m["name"]: m["scale"] for m in upstep.api.shipped_models()}
     assert "default-x4" in shipped
     assert ids == {**shipped, str(model_dir): 4}
@@ -91,6 +90,14 @@ def test_upload_is_upscaled_with_progress_and_both_images_served(server, model_d
     assert Image.open(io.BytesIO(result)).size == (80, 64)
     assert Image.open(io.BytesIO(result)).mode == "L"  # the kind of image is kept, as in the CLI
     assert Image.open(io.BytesIO(before)).size == (20, 16)
+    # the model's own output (same model, settings and seed through the Python API), not a resize
+    served = np.asarray(Image.open(io.BytesIO(result)), dtype=np.float64)
+    lr = Image.open(io.BytesIO(png_bytes(mode="L")))
+    api = np.asarray(upstep.load(model_dir, device="cpu", dtype="float32", tile=128, overlap=16).upscale(lr, seed=0),
+                     dtype=np.float64)
+    bicubic = np.asarray(lr.resize((80, 64), Image.BICUBIC), dtype=np.float64)
+    assert np.abs(served - api).max() <= 1
+    assert np.abs(served - bicubic).mean() > 5
 
 
 @pytest.mark.parametrize("case", [*BAD, "unknown_model"])
