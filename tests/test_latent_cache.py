@@ -9,7 +9,7 @@ from conftest import make_image_folder
 from test_yonos import KL_MODEL, tiny
 from upstep.errors import ConfigError
 from upstep.recipes.base import build_sr_model
-from upstep.train.data import HRCropDataset, list_images
+from upstep.train.data import HRCropDataset, list_images, step_generator
 from upstep.train.latent_cache import LatentCache
 from upstep.train.loop import train
 
@@ -147,9 +147,12 @@ def test_training_with_cached_latents_resumes_exactly(tmp_path):
     a, b = _final(straight), _final(broken)
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    # 6 steps x 8 crops from a pool of 4: each crop's HR and LR latent computed once, then reused
+    # 6 steps x 2 crops from a pool of 4, drawn as the loop draws them (data.batch's first draw from
+    # each step's generator): each drawn crop's HR and LR latent is computed once, then reused
+    drawn = {i for step in range(6) for i in torch.randint(4, (2,), generator=step_generator(0, step)).tolist()}
+    assert drawn == {0, 1, 3}
     entries = sum(len(load_file(p)) for p in (straight / "latent_cache").glob("*/part-*.safetensors"))
-    assert 0 < entries <= 2 * 4
+    assert entries == 2 * len(drawn)
 
     plain = tmp_path / "plain"   # the same crops without the cache: the same training, to rounding
     train(_kl_cfg(), plain, progress=False)
