@@ -28,9 +28,19 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_dir):
-    proc, url = start_server("--model", str(model_dir), "--device", "cpu", "--max-upload-mb", "0.05",
-                             "--max-pixels", str(MAX_PIXELS))
+def strength_dir(tmp_path_factory):
+    """A tiny x4 model with its fidelity end (another tiny model of the same architecture)."""
+    from upstep.strength import write_fidelity
+
+    folder = save_model(make_tiny_model(seed=1), tmp_path_factory.mktemp("serve") / "tiny_strength")
+    write_fidelity(folder, make_tiny_model(seed=2), source="test")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, strength_dir):
+    proc, url = start_server("--model", str(model_dir), "--model", str(strength_dir), "--device", "cpu",
+                             "--max-upload-mb", "0.05", "--max-pixels", str(MAX_PIXELS))
     yield url
     stop_server(proc)
 
@@ -43,8 +53,8 @@ def png_bytes(size=(20, 16), mode="RGB"):
     return buf.getvalue()
 
 
-def upload(server, data, name, model, headers=None):
-    q = urllib.parse.urlencode({"name": name, "model": model})
+def upload(server, data, name, model, headers=None, **asked):
+    q = urllib.parse.urlencode({"name": name, "model": model, **asked})
     return call(f"{server}/api/jobs?{q}", data, headers=headers)
 
 
@@ -71,12 +81,14 @@ def bomb_png() -> bytes:
     return buf.getvalue()
 
 
-def test_models_offered_are_shipped_plus_given_folders(server, model_dir):
+def test_models_offered_are_shipped_plus_given_folders(server, model_dir, strength_dir):
     _, info = call(f"{server}/api/models")
     ids = {m["id"]: m["scale"] for m in info["models"]}
+    assert {m["id"] for m in info["models"] if m["strength"]} == {str(strength_dir)}
     shipped = {m["name"]: m["scale"] for m in upstep.api.shipped_models()}
     assert "default-x4" in shipped
-    assert ids == {**shipped, str(model_dir): 4}
+    assert ids == {**shipped, str(model_dir): 4, str(strength_dir): 4}
+    assert info["limits"]["retention"] == "finished results are kept 10 min after they finish, and only the 16 most recent"
 
 
 def test_upload_is_upscaled_with_progress_and_both_images_served(server, model_dir):
@@ -98,6 +110,38 @@ def test_upload_is_upscaled_with_progress_and_both_images_served(server, model_d
     bicubic = np.asarray(lr.resize((80, 64), Image.BICUBIC), dtype=np.float64)
     assert np.abs(served - api).max() <= 1
     assert np.abs(served - bicubic).mean() > 5
+
+
+def served_and_api(server, folder, lr_png: bytes, model=None, **asked):
+    """(served result, ``upstep.load(folder).upscale`` with what the server was asked, as arrays)."""
+    status, body = upload(server, lr_png, "x.png", model or str(folder), **{k: str(v) for k, v in asked.items()})
+    assert status == 200, body
+    st = wait_job(server, body["id"])
+    assert st["state"] == "done", st
+    served = np.asarray(Image.open(io.BytesIO(call(f"{server}/api/jobs/{body['id']}/result.png")[1])), dtype=np.float64)
+    up = upstep.load(folder, device="cpu", dtype="float32", tile=128, overlap=16)
+    kw = {"out_size": tuple(st["out_size"]), "strength": st["options"]["strength"]}
+    api = np.asarray(up.upscale(Image.open(io.BytesIO(lr_png)), seed=0, **kw), dtype=np.float64)
+    return st, served, api
+
+
+def test_any_output_size_and_strength_as_the_api_gives_them(server, model_dir, strength_dir):
+    lr = png_bytes((20, 16))
+    for asked, want in (({"scale": 3}, [60, 48]), ({"scale": 1.5}, [30, 24]), ({"width": 50}, [50, 40]),
+                        ({"height": 40}, [50, 40]), ({"width": 33, "height": 61}, [33, 61])):
+        st, served, api = served_and_api(server, model_dir, lr, **asked)
+        assert st["out_size"] == want and np.abs(served - api).max() <= 1, (asked, st)
+    half, served, api = served_and_api(server, strength_dir, lr, strength=0.5)
+    assert half["options"]["strength"] == 0.5 and np.abs(served - api).max() <= 1
+    _, full, _ = served_and_api(server, strength_dir, lr, strength=1)
+    assert np.abs(served - full).mean() > 1  # the slider changes the result
+    auto, _, _ = served_and_api(server, upstep.api.resolve_model("default-x4"), lr, model="auto", scale=3)
+    assert auto["model"] == "default-x4" and auto["out_size"] == [60, 48]  # smallest shipped scale >= 3
+    for asked, words in (({"strength": 0.5}, "no strength control"), ({"strength": 2}, "between 0"),
+                         ({"scale": 9}, "from 1 to 8"), ({"scale": "x"}, "must be a number"),
+                         ({"scale": 2, "width": 40}, "not both")):
+        status, body = upload(server, lr, "x.png", str(model_dir), **asked)
+        assert status == 400 and words in body["error"], (asked, body)
 
 
 @pytest.mark.parametrize("case", [*BAD, "unknown_model"])
@@ -286,10 +330,11 @@ def _need_chromium():
                 "CI installs them and runs this test")
 
 
-def test_in_a_real_browser(server, model_dir, tmp_path):
+def test_in_a_real_browser(server, model_dir, strength_dir, tmp_path):
     _need_chromium()
     pytest.importorskip("selenium", reason="the browser test needs selenium (pip install 'upstep[dev]')")
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     good, bad = tmp_path / "small.png", tmp_path / "broken.png"
     good.write_bytes(png_bytes((24, 18)))
@@ -308,5 +353,48 @@ def test_in_a_real_browser(server, model_dir, tmp_path):
         state, text = upscale_in_page(driver, server, bad, model=str(model_dir))
         assert state == "error" and "broken.png" in text and "not an image" in text
         assert not driver.find_element(By.ID, "error").get_attribute("textContent").count("/tmp")
+
+        # the output size and strength choices reach the server
+        assert upscale_in_page(driver, server, good, model=str(model_dir), settings={"width": 50}) == ("done", (50, 38))
+        assert upscale_in_page(driver, server, good, model=str(strength_dir), settings={"scale": 3, "strength": 50}) \
+            == ("done", (72, 54))
+        assert "at strength 0.50" in driver.find_element(By.ID, "info").text
+        driver.get(server)
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+        Select(driver.find_element(By.ID, "model")).select_by_value(str(model_dir))
+        assert not driver.find_element(By.ID, "strength-row").is_displayed()  # no fidelity end: no slider
     finally:
+        driver.quit()
+
+
+def test_in_a_real_browser_with_a_token_and_a_full_queue(model_dir, tmp_path):
+    """Without the token the page says how to get it (the API answered 401); with the address the
+    server printed it works; a full queue's 503 is shown to the user."""
+    _need_chromium()
+    pytest.importorskip("selenium", reason="the browser test needs selenium (pip install 'upstep[dev]')")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    good = tmp_path / "small.png"
+    good.write_bytes(png_bytes((24, 18)))
+    driver = headless_chromium()
+    proc, url = start_server("--model", str(model_dir), "--device", "cpu", "--token", "tok-123")
+    try:
+        driver.get(url)
+        err = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "error").text)
+        assert "access token" in err and "/?token=" in err
+        assert upscale_in_page(driver, f"{url}/?token=tok-123", good, model=str(model_dir)) == ("done", (96, 72))
+        assert "token=tok-123" in driver.find_element(By.ID, "download").get_attribute("href")
+    finally:
+        stop_server(proc)
+    gate = tmp_path / "gate"
+    proc, url = start_server(gate, json.dumps({"max_jobs": 1}), model_dir, script=GATED)
+    try:
+        held = upload(url, png_bytes(), "held.png", str(model_dir))[1]["id"]  # the gate holds it: queue full
+        state, text = upscale_in_page(driver, url, good, model=str(model_dir))
+        assert state == "error" and "the server is busy" in text and "try again in" in text, text
+        gate.touch()
+        assert wait_job(url, held)["state"] == "done"
+    finally:
+        stop_server(proc)
         driver.quit()

@@ -11,7 +11,7 @@ import hmac
 from pathlib import Path
 
 from upstep.errors import UpstepError
-from upstep.web.service import QueueFull, Service, UploadRefused
+from upstep.web.service import QueueFull, Service, Size, UploadRefused
 
 STATIC = Path(__file__).parent
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
@@ -64,15 +64,16 @@ def create_app(service: Service, token: str | None = None):
         return (f"{name}: larger than the upload limit of {service.limits.max_upload_bytes / 2**20:g} MB "
                 "(start the server with a larger --max-upload-mb if the file is trusted)")
 
-    async def read_body(request: Request, name: str, held: list) -> bytes:
+    async def read_body(request: Request, name: str, held: list, refusal: UpstepError | None = None) -> bytes:
         """The upload, counted in the service's budget for bodies in memory as it arrives (a lying
         Content-Length changes nothing; ``held[0]``: bytes counted). A refusal (``QueueFull``, or
-        413 past the upload limit) is raised once the rest of the body has been read and
-        dropped, so the client gets the answer instead of a reset connection."""
+        413 past the upload limit, or ``refusal`` given) is raised once the rest of the body has
+        been read and dropped, so the client gets the answer instead of a reset connection."""
         limit = service.limits.max_upload_bytes
-        refusal, chunks, seen = None, [], 0
+        chunks, seen = [], 0
         try:
-            service.check_room()  # before keeping a byte of the body
+            if refusal is None:
+                service.check_room()  # before keeping a byte of the body
         except QueueFull as e:
             refusal = e
         async for chunk in request.stream():
@@ -104,8 +105,12 @@ def create_app(service: Service, token: str | None = None):
             return error(too_big(name), 413)
         held = [0]
         try:
-            data = await read_body(request, name, held)
-            job_id = await run_in_threadpool(service.submit, data, name, request.query_params.get("model", ""))
+            try:
+                asked, refused = Size.from_query(request.query_params), None
+            except UploadRefused as e:
+                asked, refused = None, e
+            data = await read_body(request, name, held, refused)
+            job_id = await run_in_threadpool(service.submit, data, name, request.query_params.get("model", ""), asked)
         except QueueFull as e:
             return busy(e)
         except UploadRefused as e:

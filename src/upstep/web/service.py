@@ -92,6 +92,37 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
+@dataclass(frozen=True)
+class Size:
+    """What the user asks for besides the model: an output ``scale`` (1..8) or ``width`` and/or
+    ``height`` (``upstep.api.plan_size``; none: x4), and a ``strength`` (0..1, ``upstep.strength``)."""
+
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    strength: float | None = None
+
+    @classmethod
+    def from_query(cls, q) -> "Size":
+        """From the API's query parameters; a one-line error for a value that is not a number."""
+        from upstep.strength import check_strength
+
+        def number(key, kind):
+            v = (q.get(key) or "").strip()
+            try:
+                return kind(v) if v else None
+            except ValueError:
+                raise UploadRefused(f"{key} must be a number, got {v!r}") from None
+
+        strength = number("strength", float)
+        if strength is not None:
+            try:
+                strength = check_strength(strength)
+            except UpstepError as e:
+                raise UploadRefused(str(e)) from e
+        return cls(number("scale", float), number("width", int), number("height", int), strength)
+
+
 @dataclass
 class Job:
     name: str
@@ -147,11 +178,13 @@ class Service:
                  limits: Limits | None = None):
         from upstep.api import available_models, resolve_model
         from upstep.io import DEFAULT_MAX_PIXELS
+        from upstep.strength import FIDELITY_FILE
 
         self.models = {}
         for name in [*available_models(), *map(str, extra_models)]:
             folder = resolve_model(name)
-            self.models[name] = {"id": name, "label": name, "scale": _model_scale(folder), "folder": folder}
+            self.models[name] = {"id": name, "label": name, "scale": _model_scale(folder), "folder": folder,
+                                 "strength": (folder / FIDELITY_FILE).is_file()}
         if not self.models:
             raise UpstepError("no model to serve: none is shipped and no --model folder was given")
         self.load_kw = {"device": device, "dtype": dtype, "tile": tile, "overlap": overlap}
@@ -170,7 +203,7 @@ class Service:
 
     # -- what the page and the API show ------------------------------------------------------
     def model_list(self) -> list[dict]:
-        return [{k: m[k] for k in ("id", "label", "scale")} for m in self.models.values()]
+        return [{k: m[k] for k in ("id", "label", "scale", "strength")} for m in self.models.values()]
 
     def job_status(self, job_id: str) -> dict | None:
         """The job's status; None if unknown; ``{"gone": rule}`` if it was dropped."""
@@ -239,20 +272,46 @@ class Service:
             except UpstepError as e:
                 raise UpstepError(str(e).replace(str(path), safe).replace("--max-pixels", "upstep serve --max-pixels")) from e
 
-    def submit(self, data: bytes, name: str, model: str, options: dict | None = None) -> str:
+    def plan(self, name: str, size: tuple[int, int], model: str, size_asked: Size) -> tuple[str, dict]:
+        """(model, options for ``upscale_loaded``) for an input of ``size``: the output size asked
+        (``upstep.api.plan_size``); model "auto" (or empty): the smallest scale offered at or above
+        the factor, its shipped ``default-x<s>`` where offered; a model chosen and no size asked: its
+        own scale. Strength 1 is the model itself."""
+        from upstep.api import plan_size
+
+        auto = model in ("", "auto")
+        scales = sorted({m["scale"] for m in self.models.values()}) if auto else [self.models[model]["scale"]]
+        scale = size_asked.scale
+        if scale is None and size_asked.width is None and size_asked.height is None and not auto:
+            scale = scales[0]  # a model chosen, no size asked: its own scale
+        try:
+            plan = plan_size(size, scale, size_asked.width, size_asked.height, model_scales=tuple(scales))
+        except UpstepError as e:
+            raise UploadRefused(f"{name}: {e}") from e
+        if auto:
+            fits = [m for m, info in self.models.items() if info["scale"] == plan.model_scale]
+            model = plan.model if plan.model in fits else fits[0]
+        strength = size_asked.strength
+        if strength is not None and strength < 1 and not self.models[model]["strength"]:
+            raise UploadRefused(f"model {model} has no strength control (its folder has no fidelity.safetensors); "
+                                "leave the strength at 1 or choose a model that has one")
+        return model, {"out_size": plan.size, "strength": None if strength in (None, 1.0) else strength}
+
+    def submit(self, data: bytes, name: str, model: str, asked: Size | None = None) -> str:
         """Check an upload and queue it; returns the job id. ``UpstepError`` for a bad upload,
         ``QueueFull`` when there is no room (in jobs or decoded bytes)."""
         name = Path(name).name or "upload"
-        if model not in self.models:
-            raise UploadRefused(f"unknown model {model!r}; choose one of {', '.join(self.models)}")
+        if model not in self.models and model not in ("", "auto"):
+            raise UploadRefused(f"unknown model {model!r}; choose auto or one of {', '.join(self.models)}")
         with self.checking:
             size = self.read_upload(data, name).size  # every CLI check; the pixels are not kept
+        model, options = self.plan(name, size, model, asked or Size())
         decoded = size[0] * size[1] * BYTES_PER_PIXEL
         if decoded > self.limits.max_queue_bytes:
             raise UploadRefused(f"{name}: {size[0]}x{size[1]} decodes to {_size(decoded)}, more than the "
                                 f"queue holds ({_size(self.limits.max_queue_bytes)}); start the server with a "
                                 "larger --max-queue-mb, or use the CLI (upstep upscale)", 413)
-        job = Job(name=name, model=model, upload=data, decoded_bytes=decoded, size=size, options=dict(options or {}))
+        job = Job(name=name, model=model, upload=data, decoded_bytes=decoded, size=size, options=options)
         job_id = uuid.uuid4().hex
         with self.lock:
             self._check_room(decoded)

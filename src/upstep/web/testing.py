@@ -126,9 +126,12 @@ def headless_chromium(width: int = 1100, height: int = 900):
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
 
 
-def upscale_in_page(driver, url: str, image: str | Path, model: str | None = None, timeout: float = 120.0):
-    """Open the app, pick ``image`` (and ``model``), press Upscale; wait for the result or the
-    error message. Returns ``("done", (w, h))`` of the shown result or ``("error", text)``."""
+def upscale_in_page(driver, url: str, image: str | Path, model: str | None = None, timeout: float = 120.0,
+                    settings: dict | None = None):
+    """Open the app, pick ``image`` (and ``model``), set the inputs named in ``settings`` (element
+    id -> value: ``scale``, ``width``, ``height``, ``strength`` 0-100), press Upscale; wait for
+    the result or the error message. Returns ``("done", (w, h))`` of the shown result or
+    ``("error", text)``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -137,6 +140,10 @@ def upscale_in_page(driver, url: str, image: str | Path, model: str | None = Non
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
     if model is not None:
         Select(driver.find_element(By.ID, "model")).select_by_value(model)
+    for key, value in (settings or {}).items():
+        driver.execute_script("const e = document.getElementById(arguments[0]); e.value = arguments[1];"
+                              "e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change'))",
+                              key, str(value))
     driver.find_element(By.ID, "file").send_keys(str(Path(image).resolve()))
     driver.find_element(By.ID, "go").click()
 
