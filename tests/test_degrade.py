@@ -270,7 +270,7 @@ def test_realesrgan_draws_follow_the_published_configuration(monkeypatch):
     monkeypatch.setattr(R, "resize", lambda x, size, mode: log.append(("resize", tuple(size), mode))
                         or torch.zeros(*x.shape[:2], max(1, int(size[0])), max(1, int(size[1]))))
     monkeypatch.setattr(R, "blur", lambda x, k: log.append(("blur", k)) or x)
-    monkeypatch.setattr(R, "jpeg", lambda x, q: log.append(("jpeg", torch.as_tensor(q).reshape(-1))) or x)
+    monkeypatch.setattr(R, "jpeg", lambda x, q, rounding="soft": log.append(("jpeg", torch.as_tensor(q).reshape(-1))) or x)
     monkeypatch.setattr(R, "add_gaussian_noise", lambda x, s, gray=False, generator=None: log.append(
         ("gauss", torch.as_tensor(s).reshape(-1), torch.as_tensor(gray).reshape(-1))) or x)
     monkeypatch.setattr(R, "add_poisson_noise", lambda x, s, gray=False, generator=None: log.append(

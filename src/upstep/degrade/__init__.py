@@ -6,7 +6,10 @@ Pipelines (``degrade(hr, scale, pipeline)``):
 * ``avgpool``: average of each ``scale`` x ``scale`` block (YONOS-SR §4.2);
 * ``realesrgan``: Real-ESRGAN's random second-order degradation (:mod:`upstep.degrade.realesrgan`);
 * ``realesrgan_mild``: the same pipeline with narrower ranges (``MILD`` there: weaker blur, noise
-  and JPEG), for fidelity models that must stay close to the clean image.
+  and JPEG), for fidelity models that must stay close to the clean image;
+* ``realesrgan_ref``: Real-ESRGAN's pipeline with the reference's hard JPEG rounding
+  (``REFERENCE`` there);
+* ``camera_blur``: clean but blurred LR, as real cameras give (:mod:`upstep.degrade.camera`).
 
 A *mixture* is a dict ``{pipeline: weight}`` (e.g. ``{"realesrgan": 0.8, "bicubic": 0.2}``, a
 config's ``data.degradation``): each image of the batch draws its pipeline with those
@@ -59,9 +62,21 @@ def _realesrgan_mild(hr: torch.Tensor, scale: int, generator: torch.Generator | 
     return realesrgan(hr, scale, generator=generator, config=MILD)
 
 
+def _realesrgan_ref(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    from upstep.degrade.realesrgan import REFERENCE, realesrgan
+
+    return realesrgan(hr, scale, generator=generator, config=REFERENCE)
+
+
+def _camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    from upstep.degrade.camera import camera_blur
+
+    return camera_blur(hr, scale, generator=generator)
+
+
 # name -> fn(hr, scale, generator=None) -> lr
 pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan,
-             "realesrgan_mild": _realesrgan_mild}
+             "realesrgan_mild": _realesrgan_mild, "realesrgan_ref": _realesrgan_ref, "camera_blur": _camera_blur}
 
 
 def check_pipeline(pipeline) -> None:

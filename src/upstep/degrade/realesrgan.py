@@ -18,10 +18,13 @@ Differences from the reference implementation (``RealESRGANModel.feed_data``):
 * everything that can differ per image does (kernel, noise kind and level, JPEG quality, whether
   the second blur happens); the resize factor, interpolation mode and final-stage order are shared
   by the batch because the batch must keep one size (the reference shares them too);
-* the reference degrades a USM-sharpened copy of the HR image; here the HR image itself is degraded
-  (sharpen it first if you want that);
-* JPEG is ``kornia.enhance.jpeg_codec_differentiable`` (the same DiffJPEG model as the reference,
-  with its cubic-corrected rounding), not libjpeg.
+* the reference degrades a USM-sharpened copy of the HR image; here the HR image given is degraded:
+  the perceptual recipe's ``usm_target`` passes USM(HR) (``upstep.degrade.usm``), as the reference;
+* JPEG is ``kornia.enhance.jpeg_codec_differentiable`` (the DiffJPEG model the reference uses).
+  Its rounding of the DCT coefficients is ``RealESRGANConfig.jpeg_rounding``: ``"soft"`` is
+  kornia's differentiable ``round(x) + (x - round(x))^3``, about 0.7 dB milder than the reference
+  at equal quality; ``"hard"`` is plain rounding, what the reference's
+  ``DiffJPEG(differentiable=False)`` does (the ``realesrgan_ref`` pipeline). Neither is libjpeg.
 
 Determinism: every random number is drawn from one CPU ``torch.Generator`` in a fixed order and
 then moved to the input's device, so a seed gives the same LR on CPU and GPU (up to float
@@ -32,6 +35,7 @@ the same degradation parameters at every scale (teacher and student views of one
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -70,8 +74,10 @@ class RealESRGANConfig:
     noise_range: tuple[float, float] = (1.0, 30.0)
     poisson_scale_range: tuple[float, float] = (0.05, 3.0)
     gray_noise_prob: float = 0.4
-    # JPEG (§3.1 "JPEG compression")
+    # JPEG (§3.1 "JPEG compression"); rounding of the DCT coefficients: "soft" (kornia's
+    # differentiable rounding) or "hard" (the reference's non-differentiable DiffJPEG)
     jpeg_range: tuple[float, float] = (30.0, 95.0)
+    jpeg_rounding: str = "soft"
 
     # second order (§3.2)
     second_blur_prob: float = 0.8
@@ -106,6 +112,9 @@ MILD = RealESRGANConfig(
     blur_sigma=(0.2, 1.5), resize_range=(0.5, 1.2), noise_range=(1.0, 10.0), poisson_scale_range=(0.05, 1.0),
     jpeg_range=(60.0, 95.0), second_blur_prob=0.5, blur_sigma2=(0.2, 1.0), resize_range2=(0.6, 1.1),
     noise_range2=(1.0, 8.0), poisson_scale_range2=(0.05, 0.8), jpeg_range2=(60.0, 95.0))
+
+# The reference's JPEG: plain rounding of the DCT coefficients (``DiffJPEG(differentiable=False)``).
+REFERENCE = RealESRGANConfig(jpeg_rounding="hard")
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,11 +422,30 @@ def random_noise(x: torch.Tensor, g: torch.Generator, stage: int, config: RealES
 # JPEG (§3.1)
 # --------------------------------------------------------------------------------------------
 
-def jpeg(x: torch.Tensor, quality) -> torch.Tensor:
+@contextlib.contextmanager
+def _hard_rounding():
+    """kornia's JPEG codec with plain rounding of the quantised DCT coefficients (no gradient
+    through it; the degradations are never differentiated). kornia rounds through this one
+    module-level function, so swapping it for the duration of a call is enough."""
+    import kornia.enhance.jpeg as kj
+
+    soft = kj._differentiable_polynomial_rounding
+    kj._differentiable_polynomial_rounding = torch.round
+    try:
+        yield
+    finally:
+        kj._differentiable_polynomial_rounding = soft
+
+
+def jpeg(x: torch.Tensor, quality, rounding: str = "soft") -> torch.Tensor:
     """JPEG encode-decode at ``quality`` (number or (N,) tensor in [0, 100]) with kornia's
-    differentiable codec. The image is reflect-padded to a multiple of 16 (4:2:0 chroma and 8x8
-    blocks) and cropped back; one-channel images are coded as gray RGB."""
+    DiffJPEG codec, rounding its coefficients ``"soft"`` (differentiable) or ``"hard"`` (as the
+    reference's degradation). The image is reflect-padded to a multiple of 16 (4:2:0 chroma and
+    8x8 blocks) and cropped back; one-channel images are coded as gray RGB."""
     from kornia.enhance import jpeg_codec_differentiable
+
+    if rounding not in ("soft", "hard"):
+        raise ValueError(f"JPEG rounding must be 'soft' or 'hard', got {rounding!r}")
 
     n, c, h, w = x.shape
     q = torch.as_tensor(quality, dtype=x.dtype).reshape(-1).expand(n).to(x.device)
@@ -426,14 +454,15 @@ def jpeg(x: torch.Tensor, quality) -> torch.Tensor:
     ph, pw = (-h) % 16, (-w) % 16
     if ph or pw:
         y = F.pad(y, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
-    y = jpeg_codec_differentiable(y, q.contiguous())[..., :h, :w].clamp(0, 1)
+    with _hard_rounding() if rounding == "hard" else contextlib.nullcontext():
+        y = jpeg_codec_differentiable(y, q.contiguous())[..., :h, :w].clamp(0, 1)
     return y.mean(dim=1, keepdim=True) if c == 1 else y
 
 
 def random_jpeg(x: torch.Tensor, g: torch.Generator, stage: int, config: RealESRGANConfig | None = None) -> torch.Tensor:
     """JPEG with a quality per image drawn from ``jpeg_range``."""
     cfg = config or RealESRGANConfig()
-    return jpeg(x, _uniform(g, x.shape[0], *cfg.stage("jpeg_range", stage)))
+    return jpeg(x, _uniform(g, x.shape[0], *cfg.stage("jpeg_range", stage)), cfg.jpeg_rounding)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,8 +479,8 @@ def random_final(x: torch.Tensor, g: torch.Generator, size: tuple[int, int],
     mode = RESIZE_MODES[int(torch.randint(len(RESIZE_MODES), (1,), generator=g))]
     quality = _uniform(g, n, *cfg.jpeg_range2)
     if resize_first:
-        return jpeg(blur(resize(x, size, mode), kernels), quality)
-    return blur(resize(jpeg(x, quality), size, mode), kernels)
+        return jpeg(blur(resize(x, size, mode), kernels), quality, cfg.jpeg_rounding)
+    return blur(resize(jpeg(x, quality, cfg.jpeg_rounding), size, mode), kernels)
 
 
 # stage name -> function, for tests and for building other pipelines from the same parts
@@ -494,7 +523,7 @@ def realesrgan(hr: torch.Tensor, scale: int, generator: torch.Generator | None =
     return lr[0] if squeeze else lr
 
 
-__all__ = ["RealESRGANConfig", "MILD", "realesrgan", "stages", "gaussian_kernel", "generalized_gaussian_kernel",
+__all__ = ["RealESRGANConfig", "MILD", "REFERENCE", "realesrgan", "stages", "gaussian_kernel", "generalized_gaussian_kernel",
            "plateau_kernel", "sinc_kernel", "identity_kernel", "random_kernels", "blur", "random_blur",
            "resize", "draw_resize", "random_resize", "add_gaussian_noise", "add_poisson_noise",
            "random_noise", "jpeg", "random_jpeg", "random_final"]

@@ -33,7 +33,7 @@ from upstep.metrics import HIGHER_IS_BETTER, available_metrics, measure, quantiz
 from upstep.metrics.fid import (DEFAULT_PATCH, fid_label, frechet_distance, load_inception, patch_features,
                                 patches_per_image)
 
-DEFAULT_SETS = "set5,set14,bsd100,imagenet_valsr_resshift,realset65"
+DEFAULT_SETS = "set5,set14,bsd100,imagenet_valsr_resshift,realsr_canon,realset65"
 
 
 def add_eval_arguments(p) -> None:

@@ -12,7 +12,7 @@ from upstep.errors import UpstepError
 from upstep.io import list_inputs, read_image, to_model_rgb
 from upstep.paths import data_root
 
-KNOWN_SETS = ("set5", "set14", "bsd100", "imagenet_valsr_resshift", "realset65")
+KNOWN_SETS = ("set5", "set14", "bsd100", "imagenet_valsr_resshift", "realsr_canon", "realset65")
 NATIVE_SCALE = 4  # the LR files on disk are x4
 
 

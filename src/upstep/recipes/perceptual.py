@@ -18,6 +18,9 @@ Losses, with Real-ESRGAN's weights by default (L1 1, perceptual 1, GAN 0.1):
     L_G = w_1 |x_hat - x_h|_1 + w_f L_feat(x_hat, x_h) + w_g (-E[D_H(A(x_hat))])
     L_D = E[relu(1 - D_H(A(x_h)))] + E[relu(1 + D_H(A(x_hat)))]              (hinge, per head)
 
+With ``usm_target`` (Real-ESRGAN's choice, ``upstep.degrade.usm``) the L1 and feature terms compare
+x_hat with USM(x_h), and the LR is degraded from USM(x_h); the discriminator's real images stay x_h.
+
 L_feat is the EfficientNet-Lite0 feature loss (``upstep.nn.feature_loss``), D_H the projected
 discriminator on frozen EfficientNet-Lite0 features (``upstep.nn.discriminators``), A DiffAugment.
 LPIPS-alex is only ever measured, never trained on. The degradation (``data.degradation``) is
@@ -34,7 +37,7 @@ Config::
                    "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
                    "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                             "head_channels": 64},
-                   "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0",
+                   "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "usm_target": false,
                    "feature_taps": null,     (EfficientNet blocks; null: FEATURE_TAPS, 1/4 ... 1/32)
                    "degrid_sigma": 0}        (> 0: the model's residual goes through the fixed notch at
                                               the 4x4 grid frequencies, ``upstep.nn.degrid``; pixel-unshuffle
@@ -61,7 +64,8 @@ DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "l
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
-            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None, "degrid_sigma": 0.0}
+            "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None, "degrid_sigma": 0.0,
+            "usm_target": False}
 
 
 DECODERS = {"refine": RefinedPixelShuffleAutoencoder, "resize": ResizeConvAutoencoder}
@@ -166,12 +170,19 @@ class PerceptualRecipe(Recipe):
     def generator_loss(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict:
         c = self.c
         hr = hr01 * 2 - 1
-        z_l, eps = self.generator_inputs(hr01, g)
+        if c["usm_target"]:   # Real-ESRGAN: degrade and reconstruct USM(GT); D_H still sees the plain GT
+            from upstep.degrade.usm import usm_sharpen
+
+            target01 = usm_sharpen(hr01)
+        else:
+            target01 = hr01
+        target = target01 * 2 - 1
+        z_l, eps = self.generator_inputs(target01, g)
         with self.accelerator.autocast():
             sr = self.wrapped["generator"](z_l, eps).float()
         zero = hr.new_zeros(())
-        L = {"l1": (sr - hr).abs().mean(),
-             "feature": self.feature_loss(sr, hr) if self.feature_loss is not None else zero, "g_adv": zero}
+        L = {"l1": (sr - target).abs().mean(),
+             "feature": self.feature_loss(sr, target) if self.feature_loss is not None else zero, "g_adv": zero}
         use_gan = self.disc is not None and step >= c["gan_start"]
         if use_gan:
             self.disc.requires_grad_(False)        # the generator's term never updates D_H

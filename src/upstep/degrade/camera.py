@@ -1,0 +1,57 @@
+"""Clean but blurred LR: the kind of input a real camera gives (issue 29's diagnosis).
+
+Real-camera LR/HR pairs (RealSR's Canon crops) are clean — no JPEG blocks, little noise — but
+blurrier than the MATLAB-bicubic LR of the same HR: their mean gradient magnitude is about 0.85
+of the bicubic LR's. Neither of the other pipelines makes that kind of input often: exact bicubic
+is sharper, and Real-ESRGAN's second-order chain is mostly noisy and compressed. This pipeline
+makes it on purpose:
+
+    HR -> Gaussian blur (per image: σ_x = s·U(σ_lo, σ_hi), σ_y = σ_x·U(0.7, 1), angle U(0, π))
+       -> MATLAB bicubic 1/s -> Gaussian noise σ ~ U(0, 3) (0-255 units; gray for 40 % of images)
+       -> 8-bit rounding
+
+with s the scale, so the blur is a fixed width in LR pixels at every scale. The default range
+(0.3 to 0.8 LR pixels) is set so that the gradient ratio against bicubic LR spans the one
+measured on real camera pairs: ``benchmarks/camera_lr.py`` measures both
+(``docs/results/camera_lr``). Random numbers come
+from one CPU generator in a fixed order, as in :mod:`upstep.degrade.realesrgan`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from upstep.degrade import quantize
+from upstep.degrade.realesrgan import MAX_KERNEL, _generator, _uniform, add_gaussian_noise, blur, gaussian_kernel
+from upstep.degrade.resize import imresize
+
+SIGMA_LR = (0.3, 0.8)     # blur width in LR pixels
+NOISE = (0.0, 3.0)        # Gaussian noise sigma, 0-255 units
+GRAY_NOISE_PROB = 0.4
+
+
+def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None,
+                sigma_lr: tuple[float, float] = SIGMA_LR) -> torch.Tensor:
+    """Blur, bicubic downscale and faint noise (module docstring) of ``hr`` (N, C, H, W) or
+    (C, H, W) in [0, 1]; HR is cropped to a multiple of ``scale``. Returns 8-bit-rounded LR."""
+    g = _generator(generator)
+    squeeze = hr.ndim == 3
+    x = hr[None] if squeeze else hr
+    h, w = x.shape[-2:]
+    x = x[..., : h - h % scale, : w - w % scale].float()
+    n = x.shape[0]
+    sx = _uniform(g, n, *sigma_lr) * scale
+    sy = sx * _uniform(g, n, 0.7, 1.0)
+    theta = _uniform(g, n, 0.0, math.pi)
+    sigma = _uniform(g, n, *NOISE)
+    gray = torch.rand(n, generator=g, dtype=torch.float64) < GRAY_NOISE_PROB
+    noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    x = blur(x, gaussian_kernel(MAX_KERNEL, sx, sy, theta, pad_to=MAX_KERNEL))
+    x = imresize(x, 1.0 / scale)
+    x = add_gaussian_noise(x, sigma, gray, torch.Generator().manual_seed(noise_seed))
+    lr = quantize(x).to(hr.dtype)
+    return lr[0] if squeeze else lr
+
+
+__all__ = ["camera_blur", "SIGMA_LR"]
