@@ -222,3 +222,53 @@ def test_batch_report_names_each_file_once(tmp_path):
     summary = uio.run_batch([bad, tmp_path / "gone.png"], fn, progress=False).summary()
     assert summary.count("x.png") == 1 and summary.count("gone.png") == 1
     assert "gone.png: input file not found" in summary
+
+
+def _half_then_no_space(monkeypatch):
+    """Make every ``Image.save`` write the first half of the real encoding, then fail as a full disk
+    does, so a failed overwrite is caught with some new bytes already on disk."""
+    import errno
+    import io
+
+    real_save = Image.Image.save
+
+    def save(self, fp, format=None, **kw):
+        buf = io.BytesIO()
+        real_save(self, buf, format=format, **kw)
+        with open(fp, "wb") as fh:
+            fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
+    """--overwrite must replace the old file only once the new one is complete: a write that fails
+    partway leaves the old file byte for byte, and no temp file."""
+    dst = tmp_path / "o.png"
+    _img("RGB", seed=1).save(dst)
+    old = dst.read_bytes()
+    _half_then_no_space(monkeypatch)
+    with pytest.raises(uio.ImageWriteError) as e:
+        uio.write_image(_img("RGB", size=(64, 48), seed=2), dst, overwrite=True)
+    assert str(e.value) == f"{dst}: could not write (No space left on device)"
+    assert dst.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def test_atomic_write_that_fails_partway_keeps_the_old_file(tmp_path):
+    from upstep.atomic import atomic_write
+
+    dst = tmp_path / "weights.bin"
+    dst.write_bytes(b"old contents " * 100)
+    old = dst.read_bytes()
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"new, half written")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(dst, write)
+    assert dst.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
