@@ -21,7 +21,6 @@ Writes ``results.json``, ``results.md`` and ``scale_x3.png`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -66,11 +65,7 @@ def _markdown(res: dict) -> str:
     return "\n".join(parts)
 
 
-def _plot(res: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _figure(plt, res: dict):
     sets = list(res["sets"])
     fig, axes = plt.subplots(1, len(sets), figsize=(4.6 * len(sets), 4), squeeze=False)
     for ax, set_name in zip(axes[0], sets):
@@ -82,30 +77,23 @@ def _plot(res: dict, path: Path) -> None:
         ax.set_title(f"{set_name} x3", fontsize=9)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"x3 from MATLAB-bicubic LR: {res['model']} vs bicubic (up-left is better)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="set14,bsd100")
-    ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
-    ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--weights-dir", default=None)
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args()
-
     import upstep
     from upstep.api import OUTPUT_FILTER, available_models, plan_size, resize_output, resolve_model
-    from upstep.evaluate.methods import evaluate_methods, last_output
-    from upstep.evaluate.report import provenance, write_json
+    from upstep.evaluate.methods import add_arguments, evaluate_from_args, file_stamp, last_output, write_report
+    from upstep.evaluate.report import provenance
     from upstep.peers import BicubicPeer
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap, "set14,bsd100", OUT)
+    a = ap.parse_args()
 
     plan = plan_size((100, 100), SCALE)
     up = upstep.load(plan.model, device="cpu", dtype="float32", backend="torch")  # reference numbers
-    stamps = [plan.model]
+    used = [plan.model]
     size = lambda lr: (lr.shape[-1] * SCALE, lr.shape[-2] * SCALE)  # noqa: E731  (w, h)
     bicubic = BicubicPeer()
     net = last_output(up.upscale_tensor)
@@ -115,20 +103,14 @@ def main() -> None:
         methods[f"x{up.scale} + {f} down"] = lambda lr, f=f: resize_output(net(lr), size(lr), f)
     if "default-x2" in available_models() and (resolve_model("default-x2") / "model.safetensors").is_file():
         up2 = upstep.load("default-x2", device="cpu", dtype="float32", backend="torch")
-        stamps.append("default-x2")
+        used.append("default-x2")
         methods["x2 + bicubic up"] = lambda lr: resize_output(up2.upscale_tensor(lr), size(lr), "bicubic")
-    stamp = " ".join(hashlib.sha1((resolve_model(m) / "model.safetensors").read_bytes()).hexdigest() for m in stamps)
-    out = Path(a.out)
-    sets = [s.strip() for s in a.sets.split(",") if s.strip()]
-    ev = evaluate_methods(methods, sets, SCALE, out, metrics=METRICS, limit=a.limit, data_root=a.data_root,
-                          weights_dir=a.weights_dir, stamp=stamp, progress=not a.no_progress)
+    ev = evaluate_from_args(a, methods, SCALE, file_stamp(*(resolve_model(m) / "model.safetensors" for m in used)),
+                            METRICS)
     res = {"model": plan.model, "model_scale": plan.model_scale, "output_filter": OUTPUT_FILTER, "scale": SCALE,
            "limit": a.limit, **provenance(["python"] + sys.argv), **ev,
-           "claims": {s: claims(out, s, [m for m in methods if m != "bicubic"]) for s in ev["sets"]}}
-    write_json(out / "results.json", res)
-    (out / "results.md").write_text(_markdown(res) + "\n")
-    _plot(res, out / "scale_x3.png")
-    print((out / "results.md").read_text())
+           "claims": {s: claims(Path(a.out), s, [m for m in methods if m != "bicubic"]) for s in ev["sets"]}}
+    write_report(Path(a.out), res, _markdown(res), _figure, "scale_x3.png")
 
 
 if __name__ == "__main__":

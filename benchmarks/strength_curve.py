@@ -19,7 +19,6 @@ Writes ``results.json``, ``results.md`` and ``strength.png`` into ``--out`` (rec
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import sys
 import tempfile
@@ -93,11 +92,7 @@ def _markdown(res: dict) -> str:
     return "\n".join(parts)
 
 
-def _plot(res: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _figure(plt, res: dict):
     S = res["strengths"]
     sets = list(res["sets"])
     fig, axes = plt.subplots(2, len(sets), figsize=(3.4 * len(sets), 5.6), squeeze=False)
@@ -111,50 +106,37 @@ def _plot(res: dict, path: Path) -> None:
             ax.set_title(f"{set_name}: {metric} {'↑' if metric == 'psnr' else '↓'}", fontsize=9)
         axes[0][j].legend(fontsize=7)
     fig.suptitle(f"PSNR-Y and LPIPS-alex against strength ({res['model']}; S = 0: fidelity end)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
+    import upstep
+    from upstep.evaluate.methods import add_arguments, evaluate_from_args, file_stamp, write_report
+    from upstep.evaluate.report import provenance
+    from upstep.peers import BicubicPeer
+    from upstep.strength import FIDELITY_FILE
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default-x4", help="shipped model name or model folder")
     ap.add_argument("--fidelity", default=None, help="its fidelity model, when the model folder has no fidelity.safetensors")
-    ap.add_argument("--sets", default="set14,bsd100,realsr_canon")
     ap.add_argument("--strengths", default="0,0.25,0.5,0.75,1")
-    ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
-    ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--weights-dir", default=None)
-    ap.add_argument("--no-progress", action="store_true")
+    add_arguments(ap, "set14,bsd100,realsr_canon", OUT)
     a = ap.parse_args()
-
-    import upstep
-    from upstep.evaluate.methods import evaluate_methods
-    from upstep.evaluate.report import provenance, write_json
-    from upstep.peers import BicubicPeer
-    from upstep.strength import FIDELITY_FILE
 
     strengths = sorted({float(s) for s in a.strengths.split(",")})
     out = Path(a.out)
     with tempfile.TemporaryDirectory() as tmp:
         folder, fid_source = _pair(a.model, a.fidelity, Path(tmp))
         up = upstep.load(folder, device="cpu", dtype="float32", backend="torch")  # reference numbers
-        stamp = " ".join(hashlib.sha1((folder / f).read_bytes()).hexdigest()
-                         for f in ("model.safetensors", FIDELITY_FILE))
         bicubic = BicubicPeer()
         methods = {"bicubic": lambda lr: bicubic.upscale(lr, up.scale)}
         methods.update({_label(s): (lambda lr, s=s: up.upscale_tensor(lr, strength=s)) for s in strengths})
-        sets = [s.strip() for s in a.sets.split(",") if s.strip()]
-        ev = evaluate_methods(methods, sets, up.scale, out, metrics=METRICS, limit=a.limit, data_root=a.data_root,
-                              weights_dir=a.weights_dir, stamp=stamp, progress=not a.no_progress)
+        ev = evaluate_from_args(a, methods, up.scale, file_stamp(folder / "model.safetensors", folder / FIDELITY_FILE),
+                                METRICS)
     res = {"model": a.model, "fidelity": fid_source, "scale": up.scale, "strengths": strengths, "limit": a.limit,
            **provenance(["python"] + sys.argv), **ev,
            "monotonicity": {s: {m: monotonicity(out, s, strengths, m) for m in METRICS} for s in ev["sets"]}}
-    write_json(out / "results.json", res)
-    (out / "results.md").write_text(_markdown(res) + "\n")
-    _plot(res, out / "strength.png")
-    print((out / "results.md").read_text())
+    write_report(out, res, _markdown(res), _figure, "strength.png")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,46 @@ def last_output(fn: Method) -> Method:
             memo["lr"], memo["sr"] = lr, fn(lr)
         return memo["sr"]
     return run
+
+
+# ---- what the method benchmarks (benchmarks/strength_curve.py, scale_x3.py) share --------------
+def add_arguments(ap, sets: str, out: Path) -> None:
+    """The options every method benchmark takes: sets, image limit, results folder, data and weights."""
+    ap.add_argument("--sets", default=sets)
+    ap.add_argument("--limit", type=int, default=0, help="first N images per set (0 = all)")
+    ap.add_argument("--out", default=str(out))
+    ap.add_argument("--data-root", default=None, help="folder holding eval/<set> (default ../shared/data)")
+    ap.add_argument("--weights-dir", default=None, help="offline metric weights (default ../shared/weights)")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def evaluate_from_args(a, methods: dict[str, Method], scale: int, stamp: str, metrics: tuple[str, ...]) -> dict:
+    """``evaluate_methods`` with the options of ``add_arguments``."""
+    sets = [s.strip() for s in a.sets.split(",") if s.strip()]
+    return evaluate_methods(methods, sets, scale, Path(a.out), metrics=metrics, limit=a.limit, data_root=a.data_root,
+                            weights_dir=a.weights_dir, stamp=stamp, progress=not a.no_progress)
+
+
+def file_stamp(*paths: Path) -> str:
+    """The SHA-1 of each file: the models a benchmark's records were made with."""
+    import hashlib
+
+    return " ".join(hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in paths)
+
+
+def write_report(out: Path, res: dict, markdown: str, figure: Callable, png: str) -> None:
+    """``results.json``, ``results.md`` and the plot ``png`` (``figure(plt, res)`` returns the
+    matplotlib figure) into ``out``; prints the markdown."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from upstep.evaluate.report import write_json
+
+    write_json(out / "results.json", res)
+    (out / "results.md").write_text(markdown + "\n")
+    fig = figure(plt, res)
+    fig.tight_layout()
+    fig.savefig(out / png, dpi=100)
+    plt.close(fig)
+    print(markdown)
