@@ -276,3 +276,8 @@ def test_recursive_mirrors_the_tree_and_goes_on_past_bad_images(tmp_path, model_
     assert "3 of 4 upscaled" in io.out and "broken.png" in io.err and "notes.txt" not in io.out + io.err
     assert main(["upscale", str(src), "-o", str(tmp_path / "flat"), "--model", str(model_dir), "--no-progress"]) == 0
     assert [p.name for p in (tmp_path / "flat").iterdir()] == ["a.png"]  # without --recursive: the top only
+    # an output folder inside the input tree is not read back as input on the next run
+    for _ in range(2):
+        main(["upscale", str(src), "-o", str(src / "up"), "--model", str(model_dir), "-r", "--overwrite",
+              "--no-progress"])
+        assert "3 of 4 upscaled" in capsys.readouterr().out
