@@ -108,3 +108,19 @@ def reuse_freed_memory(trim_threshold: int = 2**30) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def trim_freed_memory() -> bool:
+    """Hand the free memory glibc's malloc keeps (``reuse_freed_memory``, and every thread's arena)
+    back to the kernel now: ``malloc_trim(0)``. For a long-running process between units of work
+    (``upstep serve`` after each job), so that its resident memory follows what it holds rather than
+    the most it ever held; False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))

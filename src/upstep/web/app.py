@@ -100,15 +100,14 @@ def create_app(service: Service, token: str | None = None):
 
     async def create_job(request: Request):
         name = Path(request.query_params.get("name") or "upload").name
-        limit = service.limits.max_upload_bytes
-        if int(request.headers.get("content-length") or 0) > limit:
-            return error(too_big(name), 413)
         held = [0]
         try:
             try:
                 asked, refused = Size.from_query(request.query_params), None
             except UploadRefused as e:
                 asked, refused = None, e
+            if int(request.headers.get("content-length") or 0) > service.limits.max_upload_bytes:
+                refused = UploadRefused(too_big(name), 413)
             data = await read_body(request, name, held, refused)
             job_id = await run_in_threadpool(service.submit, data, name, request.query_params.get("model", ""), asked)
         except QueueFull as e:

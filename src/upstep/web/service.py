@@ -219,13 +219,6 @@ class Service:
         job = self.jobs.get(job_id)
         return (job.input_png if which == "input" else job.result_png) if job else b""
 
-    def load(self) -> dict:
-        """Jobs and decoded bytes queued or running, bodies being received."""
-        with self.lock:
-            active = [j for j in self.jobs.values() if j.active]
-            return {"jobs": len(active), "decoded_bytes": sum(j.decoded_bytes for j in active),
-                    "receiving_bytes": self.receiving}
-
     # -- admission -------------------------------------------------------------------------------
     def _busy(self, why: str) -> QueueFull:
         retry = max(1, math.ceil(self.seconds_per_job))  # until the running job is expected to end
@@ -330,6 +323,7 @@ class Service:
         return self.loaded[name]
 
     def _run(self, job: Job) -> None:
+        from upstep.hardware import trim_freed_memory
         from upstep.io import from_model_rgb
 
         def report(done: int, total: int) -> None:
@@ -356,6 +350,7 @@ class Service:
             job.upload, job.state, job.finished = b"", state, time.time()
             self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * (time.perf_counter() - t0)
             self._prune()
+        trim_freed_memory()  # the job's buffers go back to the system, not kept for the next one
 
     def _prune(self) -> None:
         """Drop finished jobs past ``keep_seconds`` or beyond the ``keep_results`` most recent;
