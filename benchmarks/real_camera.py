@@ -1,0 +1,170 @@
+"""Real-camera diagnosis and comparison (issue 29): where do the GAN peers gain over upstep's models
+on real camera LR, and how do candidate models compare, on realsr_canon (50 Canon 128 -> 512 pairs).
+
+    python benchmarks/real_camera.py --out docs/results/real_camera \
+        [--model NAME=FOLDER_OR_SHIPPED ...] [--peers realesr-general-x4v3,realesrgan-x4plus]
+
+Per method and image: PSNR-Y (4 px border) and LPIPS-alex (the project's evaluation metric, never a
+training loss) on uint8 outputs, and three descriptions of what the method does to the image:
+
+* ``edge_gain``: mean gradient magnitude of the output over the HR's strongest edges (top 10 % of HR
+  gradient), relative to the HR's there (1 = as sharp as the HR; bicubic is far below);
+* ``flat_gain``: the same over the HR's flattest half (above 1 = noise or texture the HR lacks);
+* the radially averaged power spectrum of the output's luma relative to the HR's, in 16 bands
+  from 0 to 0.5 cycles/pixel (``spectrum.png``).
+
+Writes results.json (every figure per image; means, and for each method the paired per-image
+LPIPS difference against each peer with its standard error), results.md and spectrum.png.
+Models run with one step, seed 0. Selection note: realsr_canon is a dev set; models picked on it
+are reported as dev figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BANDS = 16
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) [0, 1] -> (H, W) BT.601 luma."""
+    r, g, b = x[0]
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def grad_mag(y: torch.Tensor) -> torch.Tensor:
+    gy = torch.zeros_like(y)
+    gx = torch.zeros_like(y)
+    gy[1:-1] = (y[2:] - y[:-2]) / 2
+    gx[:, 1:-1] = (y[:, 2:] - y[:, :-2]) / 2
+    return (gx ** 2 + gy ** 2).sqrt()
+
+
+def radial_power(y: torch.Tensor) -> np.ndarray:
+    """Mean power in BANDS radial frequency bands (0 .. 0.5 cycles/px) of a Hann-windowed luma."""
+    h, w = y.shape
+    win = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    p = torch.fft.fftshift(torch.fft.fft2((y - y.mean()) * win)).abs() ** 2
+    fy = torch.fft.fftshift(torch.fft.fftfreq(h))[:, None]
+    fx = torch.fft.fftshift(torch.fft.fftfreq(w))[None, :]
+    r = (fy ** 2 + fx ** 2).sqrt()
+    idx = torch.clamp((r / 0.5 * BANDS).long(), max=BANDS)
+    out = np.zeros(BANDS)
+    for k in range(BANDS):
+        m = idx == k
+        out[k] = float(p[m].mean())
+    return out
+
+
+def describe(sr: torch.Tensor, hr: torch.Tensor) -> dict:
+    ys, yh = luma(sr), luma(hr)
+    gs, gh = grad_mag(ys), grad_mag(yh)
+    edge = gh >= torch.quantile(gh.flatten(), 0.9)
+    flat = gh <= torch.quantile(gh.flatten(), 0.5)
+    return {"edge_gain": float(gs[edge].mean() / gh[edge].mean()),
+            "flat_gain": float(gs[flat].mean() / gh[flat].mean().clamp_min(1e-6)),
+            "spectrum_ratio": (radial_power(ys) / np.maximum(radial_power(yh), 1e-12)).tolist()}
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    d = np.asarray(a) - np.asarray(b)
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(len(d)))}
+
+
+def main(argv=None) -> int:
+    from upstep.api import load
+    from upstep.evaluate.report import provenance, provenance_md
+    from upstep.evaluate.sets import open_set
+    from upstep.metrics import measure, quantize
+    from upstep.peers import available_peers
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="docs/results/real_camera")
+    ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER or a shipped model name")
+    ap.add_argument("--peers", default="realesr-general-x4v3")
+    ap.add_argument("--limit", type=int, default=0)
+    a = ap.parse_args(argv)
+    models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or ["fidelity-x4", "default-x4"])]
+    peers = {p.name: p for p in available_peers(4)}
+    want = ["bicubic"] + [p for p in a.peers.split(",") if p]
+    missing = [p for p in want if p not in peers]
+    if missing:
+        raise SystemExit(f"peers not available here: {missing} (have {sorted(peers)})")
+    methods = {name: ("model", load(path, device="cpu")) for name, path in models}
+    methods.update({p: ("peer", peers[p]) for p in want})
+    s = open_set("realsr_canon")
+    items = s.items[: a.limit] if a.limit else s.items
+    per = {m: {"image": [], "psnr": [], "lpips": [], "edge_gain": [], "flat_gain": [], "spectrum_ratio": [],
+               "seconds": []} for m in methods}
+    for it in items:
+        lr, hr = s.load(it, 4)
+        for m, (kind, obj) in methods.items():
+            t0 = time.perf_counter()
+            sr = obj.upscale_tensor(lr, steps=1, seed=0) if kind == "model" else obj.upscale(lr, 4)
+            per[m]["seconds"].append(time.perf_counter() - t0)
+            sr = quantize(sr.float().clamp(0, 1))
+            met = measure(sr, hr, ["psnr", "lpips"], crop_border=4)
+            d = describe(sr, hr)
+            per[m]["image"].append(it.name)
+            for k in ("psnr", "lpips"):
+                per[m][k].append(float(met[k][0]))
+            for k, v in d.items():
+                per[m][k].append(v)
+        print(it.name, " ".join(f"{m}:{per[m]['lpips'][-1]:.3f}" for m in methods), flush=True)
+    summary = {}
+    for m, r in per.items():
+        summary[m] = {k: float(np.mean(r[k])) for k in ("psnr", "lpips", "edge_gain", "flat_gain")}
+        summary[m]["spectrum_ratio"] = np.mean(np.asarray(r["spectrum_ratio"]), axis=0).tolist()
+        summary[m]["vs"] = {p: {"lpips": paired(r["lpips"], per[p]["lpips"]), "psnr": paired(r["psnr"], per[p]["psnr"])}
+                            for p in want if p != m}
+    prov = provenance(["python", "benchmarks/real_camera.py", *(argv if argv is not None else sys.argv[1:])])
+    res = {**prov, "set": "realsr_canon", "images": len(items), "models": dict(models), "summary": summary,
+           "per_image": per}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    md = [f"# Real camera LR (realsr_canon, {len(items)} pairs, x4, one step, seed 0)", "",
+          provenance_md(prov), "",
+          "PSNR-Y (4 px border) and LPIPS-alex on uint8 outputs. edge_gain / flat_gain: mean gradient of the "
+          "output over the HR's top-10 % edges / flattest half, relative to the HR's. Differences: paired "
+          "per-image mean ± standard error.", "",
+          "| method | PSNR-Y | LPIPS | edge_gain | flat_gain | " + " | ".join(f"ΔLPIPS vs {p}" for p in want) + " |",
+          "|---" * (5 + len(want)) + "|"]
+    for m, r in summary.items():
+        diffs = [f"{r['vs'][p]['lpips']['mean']:+.4f} ± {r['vs'][p]['lpips']['se']:.4f}" if p in r["vs"] else "—"
+                 for p in want]
+        md.append(f"| {m} | {r['psnr']:.2f} | {r['lpips']:.4f} | {r['edge_gain']:.3f} | {r['flat_gain']:.3f} | "
+                  + " | ".join(diffs) + " |")
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        f = (np.arange(BANDS) + 0.5) / BANDS * 0.5
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m, r in summary.items():
+            ax.plot(f, r["spectrum_ratio"], label=m)
+        ax.axhline(1, color="k", lw=0.5)
+        ax.set_yscale("log")
+        ax.set_xlabel("frequency (cycles / HR pixel)")
+        ax.set_ylabel("output power / HR power")
+        ax.set_title(f"realsr_canon, {len(items)} images")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "spectrum.png", dpi=110)
+    except ImportError:
+        pass
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
