@@ -190,3 +190,15 @@ def test_strength_curve_judges_monotonicity_by_paired_steps(tmp_path):
     _records(tmp_path / "c", {0: base, 0.5: base + 1 + wobble / 10, 1: base + 2})  # rises all the way
     mono = mod.monotonicity(tmp_path / "c", "x", [0, 0.5, 1], "psnr")
     assert mono["direction"] == "rises" and mono["monotone_within_noise"]
+
+
+def test_any_strength_costs_one_network_evaluation(pair):
+    """Network interpolation: at every S the U-Net runs exactly as often as at S = 1 (output
+    interpolation would run it twice)."""
+    up = upstep.load(pair[0], device="cpu", dtype="float32")
+    calls = []
+    up.model.unet.register_forward_hook(lambda *a: calls.append(1))
+    for s in (None, 0.0, 0.3, 1.0):
+        calls.clear()
+        up.upscale(_img(), strength=s)
+        assert len(calls) == 1
