@@ -22,11 +22,22 @@ def test_shipped_models_are_small_and_documented():
     assert total < 40 * 2**20
     for name in upstep.available_models():
         folder = package_weights_dir() / name
-        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"], name  # no pickles
+        files = sorted(p.name for p in folder.iterdir())
+        assert files in (["config.json", "model.safetensors"],  # no pickles
+                         ["config.json", "fidelity.safetensors", "model.safetensors"]), name  # + its strength's S = 0
         info = json.loads((folder / "config.json").read_text())["info"]
         assert info["trained_with"].startswith("upstep train configs/"), name  # made by our own recipe
         config = ROOT / "configs" / info["trained_with"].split()[2].split("/", 1)[1]
         assert config.is_file(), f"{name}: its training config {config} is not in configs/"
+
+
+@pytest.mark.parametrize("name", [n for n in upstep.available_models()
+                                  if (package_weights_dir() / n / "fidelity.safetensors").is_file()])
+def test_a_shipped_fidelity_end_fits_its_model(name):
+    """fidelity.safetensors has the model's keys and shapes (upstep.strength checks) and moves the output."""
+    up = upstep.load(name, device="cpu", dtype="float32")
+    lr = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(up.upscale_tensor(lr, strength=0), up.upscale_tensor(lr))
 
 
 @pytest.mark.parametrize("name", upstep.available_models())
