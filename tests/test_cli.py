@@ -217,6 +217,14 @@ def test_any_output_size(tmp_path, monkeypatch, opts, size):
     assert Image.open(tmp_path / "b.png").size == size
 
 
+def test_a_scale_without_its_own_model_runs_the_next_larger_one(tmp_path, monkeypatch):
+    _ship_tiny(tmp_path, monkeypatch, scales=(4,))
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--scale", "2",
+                 "--no-progress"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (40, 32)
+
+
 def test_a_size_beyond_the_shipped_models_is_reported(tmp_path, monkeypatch, capsys):
     _ship_tiny(tmp_path, monkeypatch)
     _rand("RGB").save(tmp_path / "a.png")

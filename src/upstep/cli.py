@@ -117,8 +117,10 @@ class _Models:
         else:
             self.scales = tuple(s for s in SHIPPED_SCALES if f"default-x{s}" in available_models())
             if args.width is None and args.height is None:  # the model is known now: a missing one is a usage error
-                want = min((s for s in SHIPPED_SCALES if s >= (args.scale or 4)), default=max(SHIPPED_SCALES))
-                self.loaded[want] = load(default_model_for(want), **self.kw)
+                factor = args.scale or 4
+                fits = [s for s in self.scales if s >= factor] or [s for s in SHIPPED_SCALES if s >= factor]
+                want = fits[0] if fits else max(SHIPPED_SCALES)
+                self.loaded[want] = load(default_model_for(want), **self.kw)  # not shipped: says what ships
         if args.strength is not None:  # before the first image: a model without a fidelity end is a usage error
             for up in self.loaded.values():
                 up.prepare_strength(args.strength)
