@@ -235,17 +235,22 @@ def test_a_size_beyond_the_shipped_models_is_reported(tmp_path, monkeypatch, cap
     assert "no x8 model ships" in capsys.readouterr().err
 
 
-def test_plan_size_picks_the_smallest_scale_at_or_above_the_factor():
-    from upstep.api import plan_size
+def test_plan_size_picks_the_smallest_scale_at_or_above_the_factor(tmp_path, monkeypatch):
+    from functools import partial
 
-    assert plan_size((20, 16), 3) == upstep.api.SizePlan((60, 48), 3.0, 4)
-    p = plan_size((101, 50), 1.5)
+    from upstep.api import SizePlan, plan_size
+
+    plan = partial(plan_size, model_scales=(2, 4, 8))
+    assert plan((20, 16), 3) == SizePlan((60, 48), 3.0, 4)
+    p = plan((101, 50), 1.5)
     assert p.size == (152, 75) and p.model_scale == 2 and p.model == "default-x2"
-    assert plan_size((20, 16), 2).model_scale == 2 and plan_size((20, 16), 4.5).model_scale == 8
-    assert plan_size((100, 50), width=300).size == (300, 150)
-    assert plan_size((100, 50), width=300, height=60).model_scale == 4
+    assert plan((20, 16), 2).model_scale == 2 and plan((20, 16), 4.5).model_scale == 8
+    assert plan((100, 50), width=300).size == (300, 150)
+    assert plan((100, 50), width=300, height=60).model_scale == 4
     with pytest.raises(UpstepError, match="smaller than the 100x50 input"):
-        plan_size((100, 50), width=50)
+        plan((100, 50), width=50)
+    _ship_tiny(tmp_path, monkeypatch, scales=(4,))  # by default: among the models that ship
+    assert plan_size((20, 16), 2).model_scale == 4
 
 
 def test_out_size_resizes_the_model_output_down(model_dir):

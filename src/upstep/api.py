@@ -77,11 +77,18 @@ class SizePlan:
         return f"default-x{self.model_scale}"
 
 
+def default_scales() -> tuple[int, ...]:
+    """The scales of the ``default-x<s>`` models that ship in this installation."""
+    return tuple(s for s in SHIPPED_SCALES if f"default-x{s}" in available_models())
+
+
 def plan_size(in_size: tuple[int, int], scale: float | None = None, width: int | None = None,
-              height: int | None = None, model_scales: tuple[int, ...] = SHIPPED_SCALES) -> SizePlan:
+              height: int | None = None, model_scales: tuple[int, ...] | None = None) -> SizePlan:
     """Output size and model scale for an input of ``in_size`` = (w, h): either ``scale`` (any
     factor from 1 to 8; default 4) or ``width`` and/or ``height`` in pixels (one of them keeps the
-    aspect ratio, both set it). ``model_scales``: the scales to choose from (e.g. one given model's)."""
+    aspect ratio, both set it). ``model_scales``: the scales to choose from (default: those of the
+    shipped ``default-x<s>`` models, ``default_scales``; e.g. one given model's)."""
+    model_scales = model_scales or default_scales() or SHIPPED_SCALES
     w, h = in_size
     if scale is not None and (width is not None or height is not None):
         raise UpstepError("give either a scale or a target width/height, not both")

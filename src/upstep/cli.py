@@ -102,7 +102,7 @@ class _Models:
     (its scale only), else the shipped ``default-x<s>``."""
 
     def __init__(self, args):
-        from upstep.api import SHIPPED_SCALES, available_models, default_model_for, load
+        from upstep.api import SHIPPED_SCALES, default_model_for, default_scales, load
 
         self.args, self.loaded = args, {}
         self.kw = dict(device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
@@ -115,7 +115,7 @@ class _Models:
             self.loaded[up.scale] = up
             self.scales = (up.scale,)
         else:
-            self.scales = tuple(s for s in SHIPPED_SCALES if f"default-x{s}" in available_models())
+            self.scales = default_scales()
             if args.width is None and args.height is None:  # the model is known now: a missing one is a usage error
                 factor = args.scale or 4
                 fits = [s for s in self.scales if s >= factor] or [s for s in SHIPPED_SCALES if s >= factor]
