@@ -89,6 +89,15 @@ def _markdown(res: dict) -> str:
             parts += [f"- {metric} {mono['direction']} with S; monotone within the noise: "
                       f"**{'yes' if mono['monotone_within_noise'] else 'no'}** — steps: {steps}"]
         parts.append("")
+    steps = [(set_name, metric, st) for set_name, per in res["monotonicity"].items() for metric, mono in per.items()
+             for st in mono["steps"]]
+    against = [(n, m, st) for n, m, st in steps if st["verdict"] == "did not hold"]
+    worst = max(against, key=lambda x: abs(x[2]["diff"]) / x[2]["se"], default=None)
+    parts += [f"Across sets and metrics, {len(against)} of {len(steps)} steps go against the ends' direction beyond "
+              "2 SE" + (f" (largest: {worst[0]} {worst[1]} {worst[2]['from']:g}→{worst[2]['to']:g}, "
+                        f"{abs(worst[2]['diff']) / worst[2]['se']:.1f} SE)" if worst else "")
+              + f". For scale: {len(steps)} one-sided tests at 2 SE would give about {len(steps) * 0.0228:.2f} "
+              "such breaches by chance alone if every true step went the ends' way.", ""]
     return "\n".join(parts)
 
 
