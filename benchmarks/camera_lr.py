@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +45,17 @@ def main(argv=None) -> int:
         real.append(gradient(lr) / base)
         for s in sigmas:
             synth[s].append(gradient(camera_blur(hr, 4, torch.Generator().manual_seed(0), sigma_lr=(s, s))) / base)
-    res = {"command": "python " + " ".join(["benchmarks/camera_lr.py", *(argv or sys.argv[1:])]),
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-           "real_camera": summary(real), "camera_blur": {str(s): summary(v) for s, v in synth.items()}}
+    from upstep.evaluate.report import provenance, provenance_md
+
+    prov = provenance(["python", "benchmarks/camera_lr.py", *(argv if argv is not None else sys.argv[1:])])
+    res = {**prov, "real_camera": summary(real), "camera_blur": {str(s): summary(v) for s, v in synth.items()}}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     rows = [("realsr_canon real LR", res["real_camera"])] + [(f"camera_blur σ = {s} LR px", res["camera_blur"][str(s)])
                                                              for s in sigmas]
     md = ["# Gradient of LR relative to bicubic LR of the same HR (realsr_canon, 50 pairs)", "",
-          f"`{res['command']}`, {res['date']}, {res['machine']}", "",
+          provenance_md(prov), "",
           "| LR | mean | p10 | p50 | p90 |", "|---|---|---|---|---|"]
     md += [f"| {name} | {r['mean']:.3f} | {r['p10']:.3f} | {r['p50']:.3f} | {r['p90']:.3f} |" for name, r in rows]
     (out / "results.md").write_text("\n".join(md) + "\n")

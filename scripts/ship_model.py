@@ -14,6 +14,11 @@ perceptual fine-tune started from, written beside the shipped weights as
 ``fidelity.safetensors`` (float16) so ``--strength`` works (``upstep.strength``). Keys and
 shapes are checked against the shipped model; a decoder the fidelity model lacks is filled in at
 its identity start. ``--dest DIR`` writes the model folder there instead of into the package.
+
+``--blend B`` (with ``--fidelity``) ships θ_fid + B (θ_run − θ_fid) instead of the run's weights:
+ESRGAN's network interpolation (§3.4) as a model-making step. default-x4 is made so (B = 0.5;
+docs/research/real_camera.md): its ``--strength`` then runs from the fidelity end (S = 0) to the
+blend (S = 1).
 """
 import argparse
 import json
@@ -35,7 +40,8 @@ def _model_folder(src: str) -> Path:
     return p / "model" if (p / "model" / "config.json").is_file() else resolve_model(src)
 
 
-def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None) -> None:
+def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
+         trained_with: str | None = None, blend: float | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -44,17 +50,24 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
     train_cfg = json.loads((run_dir / "config.json").read_text())
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     last_val = next((r for r in reversed(log) if "val_psnr" in r), {})
-    info = {"trained_with": f"upstep train configs/{train_cfg['name']}.json --run-dir {run}",
+    info = {"trained_with": trained_with or f"upstep train configs/{train_cfg['name']}.json --run-dir {run}",
             "train_config": train_cfg, "steps": log[-1]["step"] if log else None,
             "val_psnr_y_1step": last_val.get("val_psnr"), "val_psnr_y_bicubic": last_val.get("val_psnr_bicubic"),
             "weights_dtype": "float16"}
     fid_model = None
     if fidelity:
-        from upstep.strength import fidelity_end
+        from upstep.strength import NetworkInterpolation, check_strength, fidelity_end
 
         fid_model = load_model(_model_folder(fidelity))
-        fidelity_end(model, fid_model, fidelity)  # checked before anything is written
+        fid_state, _ = fidelity_end(model, fid_model, fidelity)  # checked before anything is written
         info["fidelity_end"] = {"from": fidelity, "file": "fidelity.safetensors"}
+        if blend is not None:   # ESRGAN's network interpolation as the shipped model: θ_fid + b (θ_run − θ_fid)
+            b = check_strength(blend)
+            NetworkInterpolation(model, fid_state).set(b)
+            info["network_interpolation"] = {"run_weight": b, "fidelity_weight": 1 - b, "run": str(run_dir / "model"),
+                                             "fidelity": fidelity}
+    elif blend is not None:
+        raise UpstepError("--blend needs --fidelity: the blend is between the run's model and its fidelity end")
     out = save_model(model, Path(dest) if dest else package_weights_dir() / name, dtype=torch.float16, extra=info)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
@@ -77,8 +90,13 @@ if __name__ == "__main__":
     ap.add_argument("--fidelity", default=None, help="the fidelity model the run was fine-tuned from "
                     "(run folder, model folder or shipped name): written as fidelity.safetensors")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the package's weights/NAME)")
+    ap.add_argument("--blend", type=float, default=None,
+                    help="ship θ_fid + B (θ_run − θ_fid) (network interpolation, ESRGAN §3.4) instead of the run's "
+                         "weights; needs --fidelity, whose weights stay the strength's S = 0 end")
+    ap.add_argument("--trained-with", default=None, help="the command that trained the run, when it is not "
+                    "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
     a = ap.parse_args()
     try:
-        main(a.run, a.name, a.fidelity, a.dest)
+        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

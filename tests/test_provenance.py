@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from upstep.config import load_config
+from upstep.config import apply_override, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "upstep" / "weights"
@@ -17,19 +17,26 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 # and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
 PINNED_SHA256 = {
     "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
-    "default-x4/model.safetensors": "c853260867c96580f5c40d9e8a8c50a2420d524e0dfb26bc4efdd3f933e20e1e",
+    "default-x4/fidelity.safetensors": "61429461bf87132cecbb8ec322e9c50c9136d4345d2bfb620aeaba10ce3ad05d",
+    "default-x4/model.safetensors": "0795d3cc376216c38325576ee5d2d2f4558c0dd8dd0ac5e19e8f40126a5a8d78",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
-    "fidelity-x4/model.safetensors": "08586f1427c4857092023389b9654b168c4d7ed2ba9671d9a5fa0b31a5540180",
+    "fidelity-x4/model.safetensors": "39a6cc38cf475088252fae4d3486dbca21f677fc2cffb5a7281f39f640e7eba3",
     "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
 }
 
 # The config file of each shipped model's last training stage, as the README names it; the
 # shipped config.json embeds the training config (``info.train_config``, scripts/ship_model.py).
+# A (config, overrides) pair is a stage trained with `--set` / `--init-from` on the command line
+# (scripts/train_real_gpu.sh and its continuation): the overrides are that command's, as
+# ``key.path=value`` (``--init-from X`` is ``model.init_from=X``).
 LAST_STAGE_CONFIG = {
     "default-x2": "configs/perceptual_x2_small.json",
-    "default-x4": "configs/perceptual_x4_fast_c3.json",
+    "default-x4": ("configs/gpu/real_x4_perceptual_gpu.json",   # arm new_mix of scripts/train_real_gpu.sh
+                   ["model.init_from=/tmp/o/runs/fidelity/model", "train.time_limit_s=300",
+                    'data.degradation={"realesrgan_ref": 0.6, "camera_blur": 0.4}', "perceptual.usm_target=false"]),
     "default-x8": "configs/perceptual_x8_small.json",
-    "fidelity-x4": "configs/fidelity_x4_stage4_small.json",
+    "fidelity-x4": ("configs/gpu/real_fidelity_x4_large_gpu.json",
+                    ["model.init_from=.gpu_data/init/fidelity_large", "train.time_limit_s=185"]),
     "large-x4": "configs/perceptual_x4_small.json",
 }
 
@@ -61,12 +68,21 @@ def _without_comments(cfg):
 @pytest.mark.parametrize("model", sorted(LAST_STAGE_CONFIG))
 def test_embedded_training_config_is_the_named_config_file(model):
     embedded = json.loads((WEIGHTS / model / "config.json").read_text())["info"]["train_config"]
-    named = load_config(ROOT / LAST_STAGE_CONFIG[model])   # `extends` resolved, as `upstep train` does
-    assert _without_comments(embedded) == _without_comments(named)
+    assert _without_comments(embedded) == _without_comments(_named_config(model))
+
+
+def _named_config(model: str) -> dict:
+    """The config `upstep train` builds from LAST_STAGE_CONFIG[model]: `extends` resolved, overrides applied."""
+    entry = LAST_STAGE_CONFIG[model]
+    path, overrides = (entry, []) if isinstance(entry, str) else entry
+    named = load_config(ROOT / path)
+    for item in overrides:
+        apply_override(named, item)
+    return named
 
 
 def test_the_config_check_sees_a_changed_setting(tmp_path):
-    named = load_config(ROOT / LAST_STAGE_CONFIG["default-x4"])
+    named = _named_config("default-x4")
     changed = json.loads(json.dumps(named))
     changed["train"]["steps"] += 1
     assert _without_comments(changed) != _without_comments(named)
