@@ -17,8 +17,8 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 # and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
 PINNED_SHA256 = {
     "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
-    "default-x4/fidelity.safetensors": "61429461bf87132cecbb8ec322e9c50c9136d4345d2bfb620aeaba10ce3ad05d",
-    "default-x4/model.safetensors": "0795d3cc376216c38325576ee5d2d2f4558c0dd8dd0ac5e19e8f40126a5a8d78",
+    "default-x4/fidelity.safetensors": "d04a144dd2109bfd3ce8bef64491610ec2579e9c26c350cd0590ff8acebb0478",
+    "default-x4/model.safetensors": "78cf26f5f95e4a1ce498479f81b6a8cd64352b3b2c7f0c5eea9ce3d75f048969",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
     "fidelity-x4/model.safetensors": "39a6cc38cf475088252fae4d3486dbca21f677fc2cffb5a7281f39f640e7eba3",
     "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",

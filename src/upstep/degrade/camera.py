@@ -1,8 +1,8 @@
 """Clean but blurred LR: the kind of input a real camera gives (issue 29's diagnosis).
 
 Real-camera LR/HR pairs (RealSR's Canon crops) are clean — no JPEG blocks, little noise — but
-blurrier than the MATLAB-bicubic LR of the same HR: their mean gradient magnitude is about 0.85
-of the bicubic LR's. Neither of the other pipelines makes that kind of input often: exact bicubic
+blurrier than the MATLAB-bicubic LR of the same HR: their mean gradient magnitude is 0.81 of the
+bicubic LR's (``docs/results/camera_lr``). Neither of the other pipelines makes that kind of input often: exact bicubic
 is sharper, and Real-ESRGAN's second-order chain is mostly noisy and compressed. This pipeline
 makes it on purpose:
 
