@@ -89,3 +89,26 @@ def training_images(tmp_path_factory):
         os.environ.pop("UPSTEP_DATA", None)
     else:
         os.environ["UPSTEP_DATA"] = old
+
+
+@pytest.fixture
+def disk_full_midway(monkeypatch):
+    """Call it to make every later ``Image.save`` write the first half of the real encoding, then
+    fail as a full disk does: a failed overwrite is then caught with some new bytes on disk."""
+    import errno
+    import io
+
+    from PIL import Image
+
+    def arm():
+        real_save = Image.Image.save
+
+        def save(self, fp, format=None, **kw):
+            buf = io.BytesIO()
+            real_save(self, buf, format=format, **kw)
+            with open(fp, "wb") as fh:
+                fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+        monkeypatch.setattr(Image.Image, "save", save)
+    return arm

@@ -65,26 +65,14 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, model_dir, capsys):
     assert Image.open(tmp_path / "a.png").size == (20, 16)
 
 
-def test_failed_overwrite_keeps_the_old_output(tmp_path, model_dir, capsys, monkeypatch):
+def test_failed_overwrite_keeps_the_old_output(tmp_path, model_dir, capsys, disk_full_midway):
     """`upscale --overwrite` onto an existing output whose write fails partway (a full disk after
     half the file): the old output stays byte for byte, no temp file is left, exit 1, one line."""
-    import errno
-    import io
-
     _rand("RGB").save(tmp_path / "a.png")
     dst = tmp_path / "a_x4.png"
     _rand("RGB", size=(80, 64)).save(dst)
     old = dst.read_bytes()
-    real_save = Image.Image.save
-
-    def save(self, fp, format=None, **kw):
-        buf = io.BytesIO()
-        real_save(self, buf, format=format, **kw)
-        with open(fp, "wb") as fh:
-            fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
-
-    monkeypatch.setattr(Image.Image, "save", save)
+    disk_full_midway()
     code = main(["upscale", str(tmp_path / "a.png"), "-o", str(dst), "--model", str(model_dir), "--overwrite",
                  "--no-progress"])
     err = capsys.readouterr().err

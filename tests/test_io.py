@@ -224,31 +224,13 @@ def test_batch_report_names_each_file_once(tmp_path):
     assert "gone.png: input file not found" in summary
 
 
-def _half_then_no_space(monkeypatch):
-    """Make every ``Image.save`` write the first half of the real encoding, then fail as a full disk
-    does, so a failed overwrite is caught with some new bytes already on disk."""
-    import errno
-    import io
-
-    real_save = Image.Image.save
-
-    def save(self, fp, format=None, **kw):
-        buf = io.BytesIO()
-        real_save(self, buf, format=format, **kw)
-        with open(fp, "wb") as fh:
-            fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
-
-    monkeypatch.setattr(Image.Image, "save", save)
-
-
-def test_failed_overwrite_keeps_the_old_file(tmp_path, monkeypatch):
+def test_failed_overwrite_keeps_the_old_file(tmp_path, disk_full_midway):
     """--overwrite must replace the old file only once the new one is complete: a write that fails
     partway leaves the old file byte for byte, and no temp file."""
     dst = tmp_path / "o.png"
     _img("RGB", seed=1).save(dst)
     old = dst.read_bytes()
-    _half_then_no_space(monkeypatch)
+    disk_full_midway()
     with pytest.raises(uio.ImageWriteError) as e:
         uio.write_image(_img("RGB", size=(64, 48), seed=2), dst, overwrite=True)
     assert str(e.value) == f"{dst}: could not write (No space left on device)"
