@@ -84,8 +84,12 @@ def bomb_png() -> bytes:
 def test_models_offered_are_shipped_plus_given_folders(server, model_dir, strength_dir):
     _, info = call(f"{server}/api/models")
     ids = {m["id"]: m["scale"] for m in info["models"]}
-    assert {m["id"] for m in info["models"] if m["strength"]} == {str(strength_dir)}
     shipped = {m["name"]: m["scale"] for m in upstep.api.shipped_models()}
+    from upstep.paths import package_weights_dir
+
+    with_fidelity_end = {n for n in shipped if (package_weights_dir() / n / "fidelity.safetensors").is_file()}
+    assert "default-x4" in with_fidelity_end   # it ships its strength's S = 0 end
+    assert {m["id"] for m in info["models"] if m["strength"]} == {str(strength_dir), *with_fidelity_end}
     assert "default-x4" in shipped
     assert ids == {**shipped, str(model_dir): 4, str(strength_dir): 4}
     assert info["limits"]["retention"] == "finished results are kept 10 min after they finish, and only the 16 most recent"
