@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     ap.add_argument("--previous", default=None, help="another eval folder whose model@1 is compared as 'previous'")
     a = ap.parse_args(argv)
     out = Path(a.eval_dir)
+    for folder in (out, *([Path(a.previous)] if a.previous else [])):
+        if not (folder / "records.jsonl").is_file():
+            raise SystemExit(f"{folder}: no records.jsonl; give the --out folder of an `upstep eval` run")
     recs = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines() if line.strip()]
     stem = "paired"
     if a.previous:

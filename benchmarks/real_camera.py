@@ -78,6 +78,34 @@ def paired(a: list[float], b: list[float]) -> dict:
     return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(len(d)))}
 
 
+def write_pairs(out: Path, pairs: list[list[str]]) -> int:
+    """pairs.md / pairs.json in ``out``: for each (A, B), mean ± SE of A − B per image (PSNR-Y, LPIPS)
+    and the three-way verdict for "A is better", from the run's results.json."""
+    from upstep.evaluate.ablation import paired_claim
+
+    res = json.loads((out / "results.json").read_text())
+    per = res["per_image"]
+    unknown = sorted({m for pair in pairs for m in pair} - set(per))
+    if unknown:
+        raise SystemExit(f"{out / 'results.json'}: no method {unknown}; it has {sorted(per)}")
+    rows, js = [], []
+    for a_name, b_name in pairs:
+        for metric, higher in (("lpips", False), ("psnr", True)):
+            c = paired_claim(dict(zip(per[b_name]["image"], per[b_name][metric])),
+                             dict(zip(per[a_name]["image"], per[a_name][metric])), higher)
+            js.append({"a": a_name, "b": b_name, "metric": metric, **c})
+            rows.append(f"| {a_name} − {b_name} | {metric} | {c['diff']:+.4f} ± {c['se']:.4f} | {c['n']} | {c['verdict']} |")
+    (out / "pairs.json").write_text(json.dumps(js, indent=1) + "\n")
+    md = [f"# Paired per-image differences, {res['set']} ({res['images']} images)", "",
+          f"Read from this folder's results.json (`{res['command']}`, {res['date']}) by "
+          f"`python benchmarks/real_camera.py --out {out} --pairs {','.join(':'.join(p) for p in pairs)}`. "
+          "Difference = A − B, mean ± standard error over images; verdict: \"held\" = A better beyond 2 SE.", "",
+          "| A − B | metric | difference | images | verdict |", "|---|---|---|---|---|", *rows]
+    (out / "pairs.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
 def main(argv=None) -> int:
     from upstep.api import load
     from upstep.evaluate.report import provenance, provenance_md
@@ -90,7 +118,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER or a shipped model name")
     ap.add_argument("--peers", default="realesr-general-x4v3")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--pairs", default=None,
+                    help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
+                         "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
     a = ap.parse_args(argv)
+    if a.pairs:
+        return write_pairs(Path(a.out), [p.split(":") for p in a.pairs.split(",")])
     models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or ["fidelity-x4", "default-x4"])]
     peers = {p.name: p for p in available_peers(4)}
     want = ["bicubic"] + [p for p in a.peers.split(",") if p]
@@ -143,25 +176,22 @@ def main(argv=None) -> int:
         md.append(f"| {m} | {r['psnr']:.2f} | {r['lpips']:.4f} | {r['edge_gain']:.3f} | {r['flat_gain']:.3f} | "
                   + " | ".join(diffs) + " |")
     (out / "results.md").write_text("\n".join(md) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        f = (np.arange(BANDS) + 0.5) / BANDS * 0.5
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for m, r in summary.items():
-            ax.plot(f, r["spectrum_ratio"], label=m)
-        ax.axhline(1, color="k", lw=0.5)
-        ax.set_yscale("log")
-        ax.set_xlabel("frequency (cycles / HR pixel)")
-        ax.set_ylabel("output power / HR power")
-        ax.set_title(f"realsr_canon, {len(items)} images")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "spectrum.png", dpi=110)
-    except ImportError:
-        pass
+    f = (np.arange(BANDS) + 0.5) / BANDS * 0.5
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m, r in summary.items():
+        ax.plot(f, r["spectrum_ratio"], label=m)
+    ax.axhline(1, color="k", lw=0.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("frequency (cycles / HR pixel)")
+    ax.set_ylabel("output power / HR power")
+    ax.set_title(f"realsr_canon, {len(items)} images")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "spectrum.png", dpi=110)
     print("\n".join(md))
     return 0
 

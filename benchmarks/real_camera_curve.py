@@ -71,19 +71,16 @@ def main(argv=None) -> int:
           "| step | PSNR-Y | LPIPS | images | date |", "|---|---|---|---|---|"]
     md += [f"| {p['step']} | {p['psnr']:.2f} | {p['lpips']:.4f} | {p['images']} | {p['date']} |" for p in res["points"]]
     (out / "results.md").write_text("\n".join(md) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([p["step"] for p in res["points"]], [p["lpips"] for p in res["points"]], "o-")
-        ax.set_xlabel("training steps (this run)")
-        ax.set_ylabel("LPIPS-alex on realsr_canon (dev)")
-        fig.tight_layout()
-        fig.savefig(out / "curve.png", dpi=110)
-    except ImportError:
-        pass
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([p["step"] for p in res["points"]], [p["lpips"] for p in res["points"]], "o-")
+    ax.set_xlabel("training steps (this run)")
+    ax.set_ylabel("LPIPS-alex on realsr_canon (dev)")
+    fig.tight_layout()
+    fig.savefig(out / "curve.png", dpi=110)
     print("\n".join(md))
     return 0
 

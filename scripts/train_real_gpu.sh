@@ -17,7 +17,7 @@
 # The shipped run (2026-12-04, one H200 lent through the device tool, 16 cores, 3 threads per run):
 #   python scripts/pack_train_pool.py .gpu_data      (the training pool as 192-px crops, 18 MB)
 #   on the GPU machine: UPSTEP_DATA=.gpu_data PYTHON=python3 bash scripts/train_real_gpu.sh /tmp/o 150 300
-#                       python3 scripts/gpu_pack_runs.py /tmp/o/runs runs.tar.gz
+#                       python3 scripts/gpu_pack_runs.py /tmp/o/runs runs.tar.gz  (the shipped run used a copy of it from the carried folder)
 # Its logs are in docs/results/real_camera/train_logs.
 set -uo pipefail
 OUT=${1:?usage: scripts/train_real_gpu.sh OUT [S1] [S2]}

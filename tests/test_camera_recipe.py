@@ -72,3 +72,17 @@ def test_usm_raises_the_targets_gradient_and_leaves_flat_areas_alone():
     assert _gradient(sharp) > 1.05 * _gradient(hr)
     flat = torch.full((1, 3, 64, 64), 0.5)
     assert torch.equal(usm_sharpen(flat), flat)
+
+
+def test_camera_blur_names_an_image_smaller_than_the_scale():
+    with pytest.raises(ValueError, match="smaller than the scale 4"):
+        degrade(torch.rand(1, 3, 3, 8), 4, "camera_blur", torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="NCHW"):
+        degrade(torch.rand(8, 8), 4, "camera_blur", torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 1, 2, 3), (1, 3, 5, 40)])
+def test_usm_keeps_odd_and_tiny_shapes_and_the_range(shape):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    y = usm_sharpen(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1 and torch.isfinite(y).all()

@@ -161,4 +161,6 @@ def test_time_limit_finishes_the_run_early_with_a_model(tmp_path):
                 progress=False)
     assert json.loads((tmp_path / "r" / "latest.json").read_text())["step"] == 1
     assert json.loads((out / "config.json").read_text())["info"]["steps"] == 1
+    last = json.loads((tmp_path / "r" / "log.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 1, "elapsed_s": last["elapsed_s"], "stopped": "time_limit"}  # what ship_model reads
     load_model(out)

@@ -38,7 +38,11 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     g = _generator(generator)
     squeeze = hr.ndim == 3
     x = hr[None] if squeeze else hr
+    if x.ndim != 4:
+        raise ValueError(f"camera_blur expects NCHW or CHW, got shape {tuple(hr.shape)}")
     h, w = x.shape[-2:]
+    if h < scale or w < scale:
+        raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
     x = x[..., : h - h % scale, : w - w % scale].float()
     n = x.shape[0]
     sx = _uniform(g, n, *sigma_lr) * scale

@@ -179,6 +179,9 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
             accelerator.print(f"time limit of {tcfg['time_limit_s']} s reached at step {done}")
             total = end = done
             if accelerator.is_main_process:
+                with open(log_path, "a") as fh:   # the log's last line is the step the run ended at
+                    fh.write(json.dumps({"step": done, "elapsed_s": round(time.time() - t0, 2),
+                                         "stopped": "time_limit"}) + "\n")
                 save_checkpoint(run_dir, done, recipe.trainable, recipe.optimizers, emas,
                                 extra={"recipe": cfg["recipe"]}, scaler=accelerator.scaler)
             break
