@@ -29,6 +29,20 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * 255) / 255
 
 
+def as_batch(hr: torch.Tensor, scale: int, name: str) -> tuple[torch.Tensor, bool]:
+    """(N, C, H, W) view of ``hr`` (NCHW or CHW) cropped to a multiple of ``scale``, and whether
+    the input was CHW; a ValueError naming ``name`` for other shapes or an image smaller than
+    ``scale``."""
+    squeeze = hr.ndim == 3
+    x = hr[None] if squeeze else hr
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects NCHW or CHW, got shape {tuple(hr.shape)}")
+    h, w = x.shape[-2:]
+    if h < scale or w < scale:
+        raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
+    return x[..., : h - h % scale, : w - w % scale], squeeze
+
+
 def _crop(hr: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = hr.shape[-2:]
     return hr[..., : h - h % scale, : w - w % scale]
@@ -114,4 +128,4 @@ def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
     return out[0] if squeeze else out
 
 
-__all__ = ["imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "pipelines", "quantize"]
+__all__ = ["as_batch", "imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "pipelines", "quantize"]

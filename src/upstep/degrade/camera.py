@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from upstep.degrade import quantize
+from upstep.degrade import as_batch, quantize
 from upstep.degrade.realesrgan import MAX_KERNEL, _generator, _uniform, add_gaussian_noise, blur, gaussian_kernel
 from upstep.degrade.resize import imresize
 
@@ -36,14 +36,8 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     """Blur, bicubic downscale and faint noise (module docstring) of ``hr`` (N, C, H, W) or
     (C, H, W) in [0, 1]; HR is cropped to a multiple of ``scale``. Returns 8-bit-rounded LR."""
     g = _generator(generator)
-    squeeze = hr.ndim == 3
-    x = hr[None] if squeeze else hr
-    if x.ndim != 4:
-        raise ValueError(f"camera_blur expects NCHW or CHW, got shape {tuple(hr.shape)}")
-    h, w = x.shape[-2:]
-    if h < scale or w < scale:
-        raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
-    x = x[..., : h - h % scale, : w - w % scale].float()
+    x, squeeze = as_batch(hr, scale, "camera_blur")
+    x = x.float()
     n = x.shape[0]
     sx = _uniform(g, n, *sigma_lr) * scale
     sy = sx * _uniform(g, n, 0.7, 1.0)

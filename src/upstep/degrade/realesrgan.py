@@ -43,7 +43,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from upstep.degrade import quantize
+from upstep.degrade import as_batch, quantize
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
@@ -497,16 +497,10 @@ def realesrgan(hr: torch.Tensor, scale: int, generator: torch.Generator | None =
     """
     cfg = config or RealESRGANConfig()
     g = _generator(generator)
-    squeeze = hr.ndim == 3
-    x = hr[None] if squeeze else hr
-    if x.ndim != 4:
-        raise ValueError(f"realesrgan expects NCHW or CHW, got shape {tuple(hr.shape)}")
+    x, squeeze = as_batch(hr, scale, "realesrgan")
     h, w = x.shape[-2:]
-    h, w = h - h % scale, w - w % scale
-    if h < scale or w < scale:
-        raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
     out_dtype = x.dtype
-    x = x[..., :h, :w].float()
+    x = x.float()
 
     # first order (§3.1)
     x = random_blur(x, g, 1, cfg)
