@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upstep.errors import UpstepError
+from upstep.io import list_inputs
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 MAX_DISTANCE = 12
 MIN_CORRELATION = 0.9
 
@@ -76,14 +76,10 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def signatures(folder: Path) -> dict[str, tuple[int, np.ndarray]]:
     """{path: signature} of every image under ``folder``; names a file PIL cannot read."""
     out = {}
-    for p in image_files(folder):
+    for p in list_inputs([folder], recursive=True):  # the image files the CLI reads, subfolders too
         try:
             with Image.open(p) as im:
                 out[str(p)] = signature(im)
