@@ -112,10 +112,10 @@ def evaluate_from_args(a, methods: dict[str, Method], scale: int, stamp: str, me
 
 
 def file_stamp(*paths: Path) -> str:
-    """The SHA-1 of each file: the models a benchmark's records were made with."""
-    import hashlib
+    """The SHA-1 of each file (``ablation``'s model stamp): the models a benchmark's records were made with."""
+    from upstep.evaluate.ablation import _sha1
 
-    return " ".join(hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in paths)
+    return " ".join(_sha1(p) for p in paths)
 
 
 def write_report(out: Path, res: dict, markdown: str, figure: Callable, png: str) -> None:
