@@ -16,9 +16,15 @@ shapes are checked against the shipped model; a decoder the fidelity model lacks
 its identity start. ``--dest DIR`` writes the model folder there instead of into the package.
 
 ``--blend B`` (with ``--fidelity``) ships θ_fid + B (θ_run − θ_fid) instead of the run's weights:
-ESRGAN's network interpolation (§3.4) as a model-making step. default-x4 is made so (B = 0.5;
+ESRGAN's network interpolation (§3.4) as a model-making step. default-x4 is made so (the B it ships with is in its config.json;
 docs/research/real_camera.md): its ``--strength`` then runs from the fidelity end (S = 0) to the
 blend (S = 1).
+
+``--tuned-from START`` (with ``--blend``): the model the run was fine-tuned from, when ``--fidelity``
+is another model that trained on from that same START (e.g. a longer MSE stage 1). The shipped
+weights are then θ_fid + B (θ_run − θ_START): the fine-tune's change of weights (a "task vector",
+Ilharco et al. 2023, "Editing models with task arithmetic", eq. 1) added to the further-trained
+fidelity model. Without it START is the fidelity model itself, which is the plain blend above.
 """
 import argparse
 import json
@@ -41,7 +47,7 @@ def _model_folder(src: str) -> Path:
 
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
-         trained_with: str | None = None, blend: float | None = None) -> None:
+         trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -63,11 +69,21 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
         info["fidelity_end"] = {"from": fidelity, "file": "fidelity.safetensors"}
         if blend is not None:   # ESRGAN's network interpolation as the shipped model: θ_fid + b (θ_run − θ_fid)
             b = check_strength(blend)
-            NetworkInterpolation(model, fid_state).set(b)
             info["network_interpolation"] = {"run_weight": b, "fidelity_weight": 1 - b, "run": str(run_dir / "model"),
                                              "fidelity": fidelity}
-    elif blend is not None:
-        raise UpstepError("--blend needs --fidelity: the blend is between the run's model and its fidelity end")
+            if tuned_from:  # θ_fid + b (θ_run − θ_start): the fine-tune's weight change moved onto θ_fid
+                start_state, _ = fidelity_end(model, load_model(_model_folder(tuned_from)), tuned_from)
+                with torch.no_grad():
+                    for k, t in model.state_dict().items():
+                        if t.is_floating_point():
+                            t.copy_(fid_state[k] + b * (t - start_state[k]))
+                info["network_interpolation"]["run_tuned_from"] = tuned_from
+            else:
+                NetworkInterpolation(model, fid_state).set(b)
+        elif tuned_from:
+            raise UpstepError("--tuned-from needs --blend: it says which weight change the blend adds to the fidelity end")
+    elif blend is not None or tuned_from:
+        raise UpstepError("--blend and --tuned-from need --fidelity: the blend is between the run's model and its fidelity end")
     out = save_model(model, Path(dest) if dest else package_weights_dir() / name, dtype=torch.float16, extra=info)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
@@ -93,10 +109,13 @@ if __name__ == "__main__":
     ap.add_argument("--blend", type=float, default=None,
                     help="ship θ_fid + B (θ_run − θ_fid) (network interpolation, ESRGAN §3.4) instead of the run's "
                          "weights; needs --fidelity, whose weights stay the strength's S = 0 end")
+    ap.add_argument("--tuned-from", default=None,
+                    help="with --blend: the model the run was fine-tuned from, when --fidelity trained on from it; "
+                         "ships θ_fid + B (θ_run − θ_START)")
     ap.add_argument("--trained-with", default=None, help="the command that trained the run, when it is not "
                     "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
     a = ap.parse_args()
     try:
-        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend)
+        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

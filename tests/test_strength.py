@@ -202,3 +202,36 @@ def test_any_strength_costs_one_network_evaluation(pair):
         calls.clear()
         up.upscale(_img(), strength=s)
         assert len(calls) == 1
+
+
+def test_ship_model_blend_moves_the_fine_tunes_weight_change_onto_the_fidelity_end(tmp_path, monkeypatch):
+    """--blend B --tuned-from START ships θ_fid + B (θ_run − θ_START) (task arithmetic), and without
+    --tuned-from the plain network interpolation θ_fid + B (θ_run − θ_fid)."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    start = make_tiny_model()
+    save_model(start, tmp_path / "start")
+    further = _perceptual_of(start, seed=2)          # the MSE stage trained on from START
+    save_model(further, tmp_path / "further")
+    run = tmp_path / "run"
+    tuned = _perceptual_of(start, seed=3)            # the perceptual fine-tune of START
+    save_model(tuned, run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+
+    def shipped(dest, **kw):
+        ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "further"), dest=str(tmp_path / dest), blend=0.5, **kw)
+        return load_file(str(tmp_path / dest / "model.safetensors"))
+
+    s, f, r = start.state_dict(), further.state_dict(), tuned.state_dict()
+    moved, plain = shipped("moved", tuned_from=str(tmp_path / "start")), shipped("plain")
+    key = next(k for k in s if k.startswith("unet.") and s[k].is_floating_point() and s[k].numel() > 8)
+    torch.testing.assert_close(moved[key].float(), (f[key] + 0.5 * (r[key] - s[key])).half().float(), rtol=2e-3, atol=1e-4)  # float16 rounding
+    torch.testing.assert_close(plain[key].float(), (f[key] + 0.5 * (r[key] - f[key])).half().float(), rtol=2e-3, atol=1e-4)
+    assert not torch.equal(moved[key], plain[key])
+    cfg = json.loads((tmp_path / "moved" / "config.json").read_text())
+    assert cfg["info"]["network_interpolation"]["run_tuned_from"] == str(tmp_path / "start")
+    with pytest.raises(UpstepError, match="--tuned-from needs --blend"):
+        ship_model.main(str(run), "x", fidelity=str(tmp_path / "further"), dest=str(tmp_path / "no"),
+                        tuned_from=str(tmp_path / "start"))
