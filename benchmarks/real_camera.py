@@ -16,7 +16,9 @@ training loss) on uint8 outputs, and three descriptions of what the method does 
 Writes results.json (every figure per image; means, and for each method the paired per-image
 LPIPS difference against each peer with its standard error), results.md and spectrum.png.
 Models run with one step, seed 0. Selection note: realsr_canon is a dev set; models picked on it
-are reported as dev figures.
+are reported as dev figures. ``--set`` runs the same comparison on another paired x4 set of
+``upstep eval`` (e.g. imagenet_valsr_resshift, synthetic Real-ESRGAN-style LR), so that a
+candidate picked for real camera LR is checked on the other dev sets in the same way.
 """
 from __future__ import annotations
 
@@ -118,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER or a shipped model name")
     ap.add_argument("--peers", default="realesr-general-x4v3")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--set", default="realsr_canon", help="a paired x4 set of `upstep eval` (default realsr_canon)")
     ap.add_argument("--pairs", default=None,
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"peers not available here: {missing} (have {sorted(peers)})")
     methods = {name: ("model", load(path, device="cpu")) for name, path in models}
     methods.update({p: ("peer", peers[p]) for p in want})
-    s = open_set("realsr_canon")
+    s = open_set(a.set)
     items = s.items[: a.limit] if a.limit else s.items
     per = {m: {"image": [], "psnr": [], "lpips": [], "edge_gain": [], "flat_gain": [], "spectrum_ratio": [],
                "seconds": []} for m in methods}
@@ -158,12 +161,12 @@ def main(argv=None) -> int:
         summary[m]["vs"] = {p: {"lpips": paired(r["lpips"], per[p]["lpips"]), "psnr": paired(r["psnr"], per[p]["psnr"])}
                             for p in want if p != m}
     prov = provenance(["python", "benchmarks/real_camera.py", *(argv if argv is not None else sys.argv[1:])])
-    res = {**prov, "set": "realsr_canon", "images": len(items), "models": dict(models), "summary": summary,
+    res = {**prov, "set": a.set, "images": len(items), "models": dict(models), "summary": summary,
            "per_image": per}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = [f"# Real camera LR (realsr_canon, {len(items)} pairs, x4, one step, seed 0)", "",
+    md = [f"# {a.set}: {len(items)} LR/HR pairs, x4, one step, seed 0", "",
           provenance_md(prov), "",
           "PSNR-Y (4 px border) and LPIPS-alex on uint8 outputs. edge_gain / flat_gain: mean gradient of the "
           "output over the HR's top-10 % edges / flattest half, relative to the HR's. Differences: paired "
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
     ax.set_yscale("log")
     ax.set_xlabel("frequency (cycles / HR pixel)")
     ax.set_ylabel("output power / HR power")
-    ax.set_title(f"realsr_canon, {len(items)} images")
+    ax.set_title(f"{a.set}, {len(items)} images")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "spectrum.png", dpi=110)
