@@ -17,8 +17,8 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 # and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
 PINNED_SHA256 = {
     "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
-    "default-x4/fidelity.safetensors": "d04a144dd2109bfd3ce8bef64491610ec2579e9c26c350cd0590ff8acebb0478",
-    "default-x4/model.safetensors": "78cf26f5f95e4a1ce498479f81b6a8cd64352b3b2c7f0c5eea9ce3d75f048969",
+    "default-x4/fidelity.safetensors": "91cc547f224cc0ce7f6088532caeaa23d1f9b4e3af49d3f8b6d78fd747812b34",
+    "default-x4/model.safetensors": "6a94c21a730620fb22d826e153ac48157649c6026054311e43420e3ba08e3f4b",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
     "fidelity-x4/model.safetensors": "39a6cc38cf475088252fae4d3486dbca21f677fc2cffb5a7281f39f640e7eba3",
     "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
