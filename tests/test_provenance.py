@@ -20,7 +20,7 @@ PINNED_SHA256 = {
     "default-x4/fidelity.safetensors": "91cc547f224cc0ce7f6088532caeaa23d1f9b4e3af49d3f8b6d78fd747812b34",
     "default-x4/model.safetensors": "6a94c21a730620fb22d826e153ac48157649c6026054311e43420e3ba08e3f4b",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
-    "fidelity-x4/model.safetensors": "39a6cc38cf475088252fae4d3486dbca21f677fc2cffb5a7281f39f640e7eba3",
+    "fidelity-x4/model.safetensors": "ddbe1cdd5097e84e36a1f7cf3617974f7446ebe504c4b3c8c468fe3223823fc8",
     "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
 }
 
@@ -35,8 +35,10 @@ LAST_STAGE_CONFIG = {
                    ["model.init_from=/tmp/o/runs/fidelity/model", "train.time_limit_s=300",
                     'data.degradation={"realesrgan_ref": 0.6, "camera_blur": 0.4}', "perceptual.usm_target=false"]),
     "default-x8": "configs/perceptual_x8_small.json",
-    "fidelity-x4": ("configs/gpu/real_fidelity_x4_large_gpu.json",
-                    ["model.init_from=.gpu_data/init/fidelity_large", "train.time_limit_s=185"]),
+    "fidelity-x4": ("configs/gpu/real_fidelity_x4_large_gpu.json",   # CPU cosine anneal of the 2026-12-04 file
+                    ["model.init_from=src/upstep/weights/fidelity-x4", "train.batch=16", "train.lr=0.0001",
+                     "train.lr_schedule=cosine", "train.warmup=20", "train.steps=2500", "train.checkpoint_every=250",
+                     "train.val_every=100000", "train.log_every=50"]),
     "large-x4": "configs/perceptual_x4_small.json",
 }
 
