@@ -235,3 +235,12 @@ def test_ship_model_blend_moves_the_fine_tunes_weight_change_onto_the_fidelity_e
     with pytest.raises(UpstepError, match="--tuned-from needs --blend"):
         ship_model.main(str(run), "x", fidelity=str(tmp_path / "further"), dest=str(tmp_path / "no"),
                         tuned_from=str(tmp_path / "start"))
+    # a START of another architecture, or none at all: one line naming it, and nothing written
+    cfg = start.config()
+    save_model(SRDiffusionModel.from_config({**cfg, "unet": {**cfg["unet"], "block_out_channels": [8, 16]}}),
+               tmp_path / "other")
+    for bad, words in ((tmp_path / "other", "other: its unet .* differs"), (tmp_path / "missing", "missing")):
+        with pytest.raises(UpstepError, match=words):
+            ship_model.main(str(run), "x", fidelity=str(tmp_path / "further"), dest=str(tmp_path / "no"),
+                            blend=0.5, tuned_from=str(bad))
+        assert not (tmp_path / "no").exists()
