@@ -15,7 +15,7 @@ resolution); for a KL latent, its decoder. Trained networks: the decoder, and th
 U-Net unless ``train_unet`` is false (then this is YONOS decoder fine-tuning with these losses).
 Losses, with Real-ESRGAN's weights by default (L1 1, perceptual 1, GAN 0.1):
 
-    L_G = w_1 |x_hat - x_h|_1 + w_f L_feat(x_hat, x_h) + w_g (-E[D_H(A(x_hat))])
+    L_G = w_1 |x_hat - x_h|_1 + w_f L_feat(x_hat, x_h) + w_g (-E[D_H(A(x_hat))]) + w_a L_LDL
     L_D = E[relu(1 - D_H(A(x_h)))] + E[relu(1 + D_H(A(x_hat)))]              (hinge, per head)
 
 With ``usm_target`` (Real-ESRGAN's choice, ``upstep.degrade.usm``) the L1 and feature terms compare
@@ -39,9 +39,11 @@ Config::
                             "head_channels": 64},
                    "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "usm_target": false,
                    "feature_taps": null,     (EfficientNet blocks; null: FEATURE_TAPS, 1/4 ... 1/32)
-                   "degrid_sigma": 0}        (> 0: the model's residual goes through the fixed notch at
+                   "degrid_sigma": 0,        (> 0: the model's residual goes through the fixed notch at
                                               the 4x4 grid frequencies, ``upstep.nn.degrid``; pixel-unshuffle
                                               latents)
+                   "ldl_weight": 0, "ldl_window": 7}  (> 0: LDL's artifact term, ``upstep.nn.ldl``, with the
+                                              generator's EMA as its stable reference; Real-ESRGAN+LDL uses 1)
 
 The exported model is the EMA of the generator (U-Net + decoder), saved like any other.
 """
@@ -65,7 +67,7 @@ DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "l
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
             "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None, "degrid_sigma": 0.0,
-            "usm_target": False}
+            "usm_target": False, "ldl_weight": 0.0, "ldl_window": 7}
 
 
 DECODERS = {"refine": RefinedPixelShuffleAutoencoder, "resize": ResizeConvAutoencoder}
@@ -182,7 +184,14 @@ class PerceptualRecipe(Recipe):
             sr = self.wrapped["generator"](z_l, eps).float()
         zero = hr.new_zeros(())
         L = {"l1": (sr - target).abs().mean(),
-             "feature": self.feature_loss(sr, target) if self.feature_loss is not None else zero, "g_adv": zero}
+             "feature": self.feature_loss(sr, target) if self.feature_loss is not None else zero, "g_adv": zero,
+             "ldl": zero}
+        if c["ldl_weight"]:
+            from upstep.nn.ldl import ldl_loss
+
+            with torch.no_grad(), self.accelerator.autocast():   # the EMA generator: LDL's stable reference
+                sr_ema = self.emas["generator"].shadow(z_l, eps).float()
+            L["ldl"] = ldl_loss((target + 1) / 2, (sr + 1) / 2, (sr_ema + 1) / 2, c["ldl_window"])
         use_gan = self.disc is not None and step >= c["gan_start"]
         if use_gan:
             self.disc.requires_grad_(False)        # the generator's term never updates D_H
@@ -191,7 +200,8 @@ class PerceptualRecipe(Recipe):
                     L["g_adv"] = g_hinge_loss(self.wrapped["disc"](sr, generator=g))
             finally:   # a pretrained feature network holds buffers, not parameters: stays frozen
                 self.disc.requires_grad_(True)
-        L["generator"] = c["l1_weight"] * L["l1"] + c["feature_weight"] * L["feature"] + c["gan_weight"] * L["g_adv"]
+        L["generator"] = (c["l1_weight"] * L["l1"] + c["feature_weight"] * L["feature"]
+                          + c["gan_weight"] * L["g_adv"] + c["ldl_weight"] * L["ldl"])
         return {"losses": L, "sr": sr, "hr": hr, "use_gan": use_gan}
 
     def train_step(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict[str, float]:
