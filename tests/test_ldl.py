@@ -75,3 +75,13 @@ def test_the_perceptual_recipe_adds_ldl_against_its_ema_generator(tmp_path, weig
         assert float(L["ldl"]) > 0      # the EMA lags the trained generator: some pixels are flagged
     else:
         assert float(L["ldl"]) == 0
+
+
+@pytest.mark.parametrize("window", [6, 1, 7.5])
+def test_an_unusable_ldl_window_is_refused_in_one_line(tmp_path, window):
+    from upstep.errors import ConfigError
+
+    save_model(make_tiny_model(), tmp_path / "start")
+    with pytest.raises(ConfigError, match="ldl_window must be an odd whole number"):
+        make_perceptual(perceptual_cfg(tmp_path / "start", ldl_weight=1.0, ldl_window=window,
+                                       gan_weight=0.0, feature_weight=0.0))

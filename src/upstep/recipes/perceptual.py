@@ -128,6 +128,10 @@ class PerceptualRecipe(Recipe):
         self.c = c = section(cfg, "perceptual", DEFAULTS)
         dev = accelerator.device
         self.degradation = cfg["data"].get("degradation", "bicubic")
+        w = c["ldl_window"]
+        if c["ldl_weight"] and not (isinstance(w, int) and w >= 3 and w % 2 == 1):
+            raise ConfigError(f"perceptual.ldl_window must be an odd whole number of pixels, 3 or more "
+                              f"(the paper uses 7), got {w!r}")
         self.model = load_start_model(cfg, c["decoder"], degrid=bool(c["degrid_sigma"])).to(dev)
         try:
             self.model.set_degrid(c["degrid_sigma"])
