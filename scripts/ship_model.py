@@ -25,6 +25,12 @@ is another model that trained on from that same START (e.g. a longer MSE stage 1
 weights are then θ_fid + B (θ_run − θ_START): the fine-tune's change of weights (a "task vector",
 Ilharco et al. 2023, "Editing models with task arithmetic", eq. 1) added to the further-trained
 fidelity model. Without it START is the fidelity model itself, which is the plain blend above.
+
+``--soup RUN2[@START2]`` (repeatable, with ``--blend``): more perceptual runs of the same
+architecture. The shipped weights are θ_fid + B · mean_i (θ_run_i − θ_start_i), the uniform mean of
+the runs' weight changes (a "model soup" of fine-tunes, Wortsman et al. 2022, §2, here of task
+vectors so runs from different starts can join); START2 defaults to ``--fidelity``. The config
+and log recorded are RUN's; the soup's members are listed under ``network_interpolation``.
 """
 import argparse
 import json
@@ -47,7 +53,8 @@ def _model_folder(src: str) -> Path:
 
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
-         trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None) -> None:
+         trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None,
+         soup: list[str] | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -71,19 +78,31 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
             b = check_strength(blend)
             info["network_interpolation"] = {"run_weight": b, "fidelity_weight": 1 - b, "run": str(run_dir / "model"),
                                              "fidelity": fidelity}
-            if tuned_from:  # θ_fid + b (θ_run − θ_start): the fine-tune's weight change moved onto θ_fid
-                start_state, _ = fidelity_end(model, load_model(_model_folder(tuned_from)), tuned_from)
+            members = [(str(run_dir), tuned_from)] + [tuple(m.split("@", 1)) if "@" in m else (m, None)
+                                                       for m in soup or []]
+            if len(members) > 1 or tuned_from:  # θ_fid + b · mean_i (θ_run_i − θ_start_i)
+                deltas = []
+                for member, start in members:
+                    member_state = (model.state_dict() if member == str(run_dir) else
+                                    fidelity_end(model, load_model(_model_folder(member)), member)[0])
+                    start_state = (fidelity_end(model, load_model(_model_folder(start)), start)[0] if start
+                                   else fid_state)
+                    deltas.append({k: member_state[k].float() - start_state[k].float() for k in fid_state})
                 with torch.no_grad():
                     for k, t in model.state_dict().items():
                         if t.is_floating_point():
-                            t.copy_(fid_state[k] + b * (t - start_state[k]))
-                info["network_interpolation"]["run_tuned_from"] = tuned_from
+                            t.copy_(fid_state[k] + b * sum(d[k] for d in deltas) / len(deltas))
+                if tuned_from:
+                    info["network_interpolation"]["run_tuned_from"] = tuned_from
+                if soup:
+                    info["network_interpolation"]["soup"] = [{"run": m, "tuned_from": st or fidelity}
+                                                             for m, st in members]
             else:
                 NetworkInterpolation(model, fid_state).set(b)
-        elif tuned_from:
-            raise UpstepError("--tuned-from needs --blend: it says which weight change the blend adds to the fidelity end")
-    elif blend is not None or tuned_from:
-        raise UpstepError("--blend and --tuned-from need --fidelity: the blend is between the run's model and its fidelity end")
+        elif tuned_from or soup:
+            raise UpstepError("--tuned-from and --soup need --blend: it says which weight change the blend adds to the fidelity end")
+    elif blend is not None or tuned_from or soup:
+        raise UpstepError("--blend, --tuned-from and --soup need --fidelity: the blend is between the run's model and its fidelity end")
     out = save_model(model, Path(dest) if dest else package_weights_dir() / name, dtype=torch.float16, extra=info)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
@@ -112,10 +131,13 @@ if __name__ == "__main__":
     ap.add_argument("--tuned-from", default=None,
                     help="with --blend: the model the run was fine-tuned from, when --fidelity trained on from it; "
                          "ships θ_fid + B (θ_run − θ_START)")
+    ap.add_argument("--soup", action="append", default=None, metavar="RUN2[@START2]",
+                    help="with --blend, repeatable: another run whose weight change (from START2, default --fidelity) "
+                         "is averaged with RUN's; ships θ_fid + B · mean of the changes")
     ap.add_argument("--trained-with", default=None, help="the command that trained the run, when it is not "
                     "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
     a = ap.parse_args()
     try:
-        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from)
+        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")
