@@ -18,7 +18,7 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 PINNED_SHA256 = {
     "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
     "default-x4/fidelity.safetensors": "91cc547f224cc0ce7f6088532caeaa23d1f9b4e3af49d3f8b6d78fd747812b34",
-    "default-x4/model.safetensors": "6a94c21a730620fb22d826e153ac48157649c6026054311e43420e3ba08e3f4b",
+    "default-x4/model.safetensors": "562d1a67885c50ca60b9b32481ab84ec223ea513ccba0501d13d08626fd26b05",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
     "fidelity-x4/model.safetensors": "ddbe1cdd5097e84e36a1f7cf3617974f7446ebe504c4b3c8c468fe3223823fc8",
     "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
@@ -109,3 +109,39 @@ def test_no_live_config_extends_a_retired_one():
     assert len(live) > 10
     bad = {str(p.relative_to(ROOT)): [str(b) for b in _extends_chain(p) if experiments in b.parents] for p in live}
     assert {p: b for p, b in bad.items() if b} == {}
+
+
+# A shipped model made as a soup of several runs (scripts/ship_model.py --soup) records each
+# member run; its folder, config and log are committed under runs/. The config each member was
+# trained with, as LAST_STAGE_CONFIG's pairs, and the step its log ends at. runs/cpu_arm_plain
+# trained to 1200 steps, then resumed exactly to 2400 (its config.json keeps the first command's 1200).
+SOUP_MEMBER_CONFIG = {
+    "runs/cpu_arm_plain": (("configs/real_x4_perceptual.json",
+                            ["model.init_from=runs/real_x4_fidelity_cpu/model_step1000", "perceptual.usm_target=false",
+                             "perceptual.ldl_weight=0", "train.steps=1200", "train.log_every=50",
+                             "train.val_every=600", "train.checkpoint_every=200"]), 2400),
+}
+
+
+def _soup_members():
+    """(shipped model, member run) for every soup member but the first, the run whose training
+    config the shipped config.json embeds (LAST_STAGE_CONFIG checks that one)."""
+    for p in sorted(WEIGHTS.glob("*/config.json")):
+        soup = json.loads(p.read_text())["info"].get("network_interpolation", {}).get("soup", [])
+        yield from ((p.parent.name, m["run"]) for m in soup[1:])
+
+
+def test_soup_members_are_committed_runs_of_their_named_config():
+    members = list(_soup_members())
+    assert ("default-x4", "runs/cpu_arm_plain") in members
+    for model, run in members:
+        assert run in SOUP_MEMBER_CONFIG, f"{model}: soup member {run} has no entry in SOUP_MEMBER_CONFIG"
+        (path, overrides), last_step = SOUP_MEMBER_CONFIG[run]
+        named = load_config(ROOT / path)
+        for item in overrides:
+            apply_override(named, item)
+        folder = ROOT / run
+        assert _without_comments(json.loads((folder / "config.json").read_text())) == _without_comments(named)
+        log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+        assert log[-1]["step"] == last_step, f"{run}: its log ends at step {log[-1]['step']}"
+        assert (folder / "model" / "model.safetensors").is_file()
