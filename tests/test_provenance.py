@@ -17,7 +17,7 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 # and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
 PINNED_SHA256 = {
     "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
-    "default-x4/fidelity.safetensors": "91cc547f224cc0ce7f6088532caeaa23d1f9b4e3af49d3f8b6d78fd747812b34",
+    "default-x4/fidelity.safetensors": "7c650ebf39090b8b23023ffb10aa2fb14c63e007bdea97321f44c5aa6592ceb3",
     "default-x4/model.safetensors": "562d1a67885c50ca60b9b32481ab84ec223ea513ccba0501d13d08626fd26b05",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
     "fidelity-x4/model.safetensors": "ddbe1cdd5097e84e36a1f7cf3617974f7446ebe504c4b3c8c468fe3223823fc8",

@@ -232,7 +232,7 @@ def test_ship_model_blend_moves_the_fine_tunes_weight_change_onto_the_fidelity_e
     assert not torch.equal(moved[key], plain[key])
     cfg = json.loads((tmp_path / "moved" / "config.json").read_text())
     assert cfg["info"]["network_interpolation"]["run_tuned_from"] == str(tmp_path / "start")
-    with pytest.raises(UpstepError, match="--tuned-from needs --blend"):
+    with pytest.raises(UpstepError, match="--tuned-from and --soup need --blend"):
         ship_model.main(str(run), "x", fidelity=str(tmp_path / "further"), dest=str(tmp_path / "no"),
                         tuned_from=str(tmp_path / "start"))
     # a START of another architecture, or none at all: one line naming it, and nothing written
@@ -244,3 +244,61 @@ def test_ship_model_blend_moves_the_fine_tunes_weight_change_onto_the_fidelity_e
             ship_model.main(str(run), "x", fidelity=str(tmp_path / "further"), dest=str(tmp_path / "no"),
                             blend=0.5, tuned_from=str(bad))
         assert not (tmp_path / "no").exists()
+
+
+def test_ship_model_soup_averages_the_runs_weight_changes(tmp_path, monkeypatch):
+    """--soup RUN2[@START2] ships θ_fid + B · mean_i (θ_run_i − θ_start_i); START2 defaults to the
+    fidelity model; the members are recorded; a member of another architecture is refused."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    start = make_tiny_model()
+    save_model(start, tmp_path / "start")
+    fid = _perceptual_of(start, seed=2)
+    save_model(fid, tmp_path / "fid")
+    run, run2 = tmp_path / "run", tmp_path / "run2"
+    a, b = _perceptual_of(start, seed=3), _perceptual_of(fid, seed=4)   # arms from START and from FID
+    for folder, model in ((run, a), (run2, b)):
+        save_model(model, folder / "model")
+        (folder / "config.json").write_text(json.dumps({"name": "tiny"}))
+        (folder / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "soup"), blend=0.8,
+                    tuned_from=str(tmp_path / "start"), soup=[str(run2)])
+    got = load_file(str(tmp_path / "soup" / "model.safetensors"))
+    s, f, ra, rb = start.state_dict(), fid.state_dict(), a.state_dict(), b.state_dict()
+    key = next(k for k in s if k.startswith("unet.") and s[k].is_floating_point() and s[k].numel() > 8)
+    want = f[key] + 0.8 * ((ra[key] - s[key]) + (rb[key] - f[key])) / 2
+    torch.testing.assert_close(got[key].float(), want.half().float(), rtol=2e-3, atol=1e-4)  # float16 rounding
+    soup = json.loads((tmp_path / "soup" / "config.json").read_text())["info"]["network_interpolation"]["soup"]
+    assert soup == [{"run": str(run), "tuned_from": str(tmp_path / "start")},
+                    {"run": str(run2), "tuned_from": str(tmp_path / "fid")}]
+    # an explicit START2 (here START itself) is used for that member
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "soup2"), blend=0.8,
+                    tuned_from=str(tmp_path / "start"), soup=[f"{run2}@{tmp_path / 'start'}"])
+    want2 = f[key] + 0.8 * ((ra[key] - s[key]) + (rb[key] - s[key])) / 2
+    got2 = load_file(str(tmp_path / "soup2" / "model.safetensors"))
+    torch.testing.assert_close(got2[key].float(), want2.half().float(), rtol=2e-3, atol=1e-4)
+    cfg = start.config()
+    other = tmp_path / "other"
+    save_model(SRDiffusionModel.from_config({**cfg, "unet": {**cfg["unet"], "block_out_channels": [8, 16]}}),
+               other / "model")
+    with pytest.raises(UpstepError, match="its unet .* differs"):
+        ship_model.main(str(run), "x", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "no"), blend=0.8,
+                        soup=[str(other)])
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(UpstepError, match="--soup need --blend"):
+        ship_model.main(str(run), "x", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "no"), soup=[str(run2)])
+
+
+def test_the_same_weights_and_metadata_make_the_same_file(tmp_path):
+    """safetensors writes metadata keys in a hash-map order that varies; save_tensors packs them
+    into one sorted key, so a shipped file (e.g. fidelity.safetensors) is byte-reproducible."""
+    from upstep.model import save_tensors
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    meta = {f"key{i}": f"value{i}" for i in range(8)}
+    for i in range(6):
+        save_tensors(tensors, tmp_path / f"{i}.safetensors", metadata=meta)
+    blobs = {(tmp_path / f"{i}.safetensors").read_bytes() for i in range(6)}
+    assert len(blobs) == 1
+    torch.testing.assert_close(load_file(str(tmp_path / "0.safetensors"))["w"], tensors["w"])

@@ -168,8 +168,12 @@ def save_json(obj: dict, path: str | Path) -> None:
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+    """``metadata`` is stored as one key, ``upstep``, holding sorted JSON: safetensors writes
+    several metadata keys in a hash-map order that changes from run to run, which would make the
+    same weights a different file (and break the shipped files' SHA-256 pins)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write_bytes(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    packed = {"upstep": json.dumps(metadata, sort_keys=True)} if metadata else None
+    _atomic_write_bytes(Path(path), lambda tmp: save_file(tensors, tmp, metadata=packed))
 
 
 def save_model(model: nn.Module, folder: str | Path, dtype: torch.dtype | None = None,
