@@ -75,7 +75,11 @@ def test_embedded_training_config_is_the_named_config_file(model):
 
 def _named_config(model: str) -> dict:
     """The config `upstep train` builds from LAST_STAGE_CONFIG[model]: `extends` resolved, overrides applied."""
-    entry = LAST_STAGE_CONFIG[model]
+    return _config_of(LAST_STAGE_CONFIG[model])
+
+
+def _config_of(entry) -> dict:
+    """A config path, or (path, overrides) as in LAST_STAGE_CONFIG, as `upstep train` builds it."""
     path, overrides = (entry, []) if isinstance(entry, str) else entry
     named = load_config(ROOT / path)
     for item in overrides:
@@ -136,10 +140,8 @@ def test_soup_members_are_committed_runs_of_their_named_config():
     assert ("default-x4", "runs/cpu_arm_plain") in members
     for model, run in members:
         assert run in SOUP_MEMBER_CONFIG, f"{model}: soup member {run} has no entry in SOUP_MEMBER_CONFIG"
-        (path, overrides), last_step = SOUP_MEMBER_CONFIG[run]
-        named = load_config(ROOT / path)
-        for item in overrides:
-            apply_override(named, item)
+        entry, last_step = SOUP_MEMBER_CONFIG[run]
+        named = _config_of(entry)
         folder = ROOT / run
         assert _without_comments(json.loads((folder / "config.json").read_text())) == _without_comments(named)
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
