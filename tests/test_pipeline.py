@@ -275,8 +275,11 @@ def test_cpu_pipeline_keeps_freed_buffers_for_reuse_on_glibc():
              f"TiledUpscaler(SRDiffusionModel.from_config(json.loads({cfg!r})), 'cpu')")
     faults = {}
     for name, setup in (("pipeline", build), ("control", "import upstep.pipeline")):
+        # one intra-op thread: worker threads started or woken under load fault in their own
+        # stacks, which is noise for a check of what malloc does with one freed buffer
         out = subprocess.run([sys.executable, "-c", _FAULTS.format(mb=16, setup=setup)],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0, out.stderr
         faults[name] = int(out.stdout)
     assert faults["pipeline"] < 200, faults       # 16 MB = 4096 pages of 4 KB each time otherwise
@@ -292,7 +295,7 @@ _FAULTS = """if True:
         torch.ones({mb} * 2**18).sum()
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
     faults()
-    print(min(faults() for _ in range(3)))
+    print(min(faults() for _ in range(5)))
 """
 
 
