@@ -121,6 +121,11 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", default="realesr-general-x4v3")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--set", default="realsr_canon", help="a paired x4 set of `upstep eval` (default realsr_canon)")
+    ap.add_argument("--scale", type=int, default=4, choices=(2, 4),
+                    help="x2: LR made from the HR by MATLAB bicubic, as `upstep eval --scale 2` (or see --real-lr)")
+    ap.add_argument("--real-lr", action="store_true",
+                    help="at --scale 2, keep the set's own LR files (realsr_canon: real camera LR) and bring the "
+                         "HR down to twice their size (BenchmarkSet.load_real_lr): a real-camera x2 task")
     ap.add_argument("--pairs", default=None,
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
@@ -128,22 +133,25 @@ def main(argv=None) -> int:
     if a.pairs:
         return write_pairs(Path(a.out), [p.split(":") for p in a.pairs.split(",")])
     models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or ["fidelity-x4", "default-x4"])]
-    peers = {p.name: p for p in available_peers(4)}
+    peers = {p.name: p for p in available_peers(a.scale)}
     want = ["bicubic"] + [p for p in a.peers.split(",") if p]
     missing = [p for p in want if p not in peers]
     if missing:
         raise SystemExit(f"peers not available here: {missing} (have {sorted(peers)})")
     methods = {name: ("model", load(path, device="cpu")) for name, path in models}
+    wrong = [f"{name} (x{up.scale})" for name, (_, up) in methods.items() if up.scale != a.scale]
+    if wrong:
+        raise SystemExit(f"--scale {a.scale} needs x{a.scale} models: {', '.join(wrong)}")
     methods.update({p: ("peer", peers[p]) for p in want})
     s = open_set(a.set)
     items = s.items[: a.limit] if a.limit else s.items
     per = {m: {"image": [], "psnr": [], "lpips": [], "edge_gain": [], "flat_gain": [], "spectrum_ratio": [],
                "seconds": []} for m in methods}
     for it in items:
-        lr, hr = s.load(it, 4)
+        lr, hr = s.load_real_lr(it, a.scale) if a.real_lr else s.load(it, a.scale)
         for m, (kind, obj) in methods.items():
             t0 = time.perf_counter()
-            sr = obj.upscale_tensor(lr, steps=1, seed=0) if kind == "model" else obj.upscale(lr, 4)
+            sr = obj.upscale_tensor(lr, steps=1, seed=0) if kind == "model" else obj.upscale(lr, a.scale)
             per[m]["seconds"].append(time.perf_counter() - t0)
             sr = quantize(sr.float().clamp(0, 1))
             met = measure(sr, hr, ["psnr", "lpips"], crop_border=4)
@@ -161,12 +169,15 @@ def main(argv=None) -> int:
         summary[m]["vs"] = {p: {"lpips": paired(r["lpips"], per[p]["lpips"]), "psnr": paired(r["psnr"], per[p]["psnr"])}
                             for p in want if p != m}
     prov = provenance(["python", "benchmarks/real_camera.py", *(argv if argv is not None else sys.argv[1:])])
-    res = {**prov, "set": a.set, "images": len(items), "models": dict(models), "summary": summary,
+    task = (f"x{a.scale}, the set's own LR, HR brought to x{a.scale} of it by MATLAB bicubic" if a.real_lr
+            else f"x{a.scale}" + ("" if a.scale == 4 else ", LR made from the HR by MATLAB bicubic"))
+    res = {**prov, "set": a.set, "scale": a.scale, "task": task, "images": len(items), "models": dict(models),
+           "summary": summary,
            "per_image": per}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = [f"# {a.set}: {len(items)} LR/HR pairs, x4, one step, seed 0", "",
+    md = [f"# {a.set}: {len(items)} LR/HR pairs, {task}, one step, seed 0", "",
           provenance_md(prov), "",
           "PSNR-Y (4 px border) and LPIPS-alex on uint8 outputs. edge_gain / flat_gain: mean gradient of the "
           "output over the HR's top-10 % edges / flattest half, relative to the HR's. Differences: paired "

@@ -46,6 +46,24 @@ def test_sets_are_discovered(data_root):
     assert not open_set("lronly", data_root).paired
 
 
+def test_load_real_lr_keeps_the_sets_own_lr_and_brings_the_hr_to_the_scale(data_root):
+    """At x2 the LR is the set's own x4 LR file, unchanged, and the HR is the x4 HR halved by
+    MATLAB bicubic (so exactly twice the LR); at x4 it is the pair on disk; x3 is refused."""
+    from upstep.degrade import imresize, quantize
+    from upstep.errors import UpstepError
+
+    s = open_set("tiny", data_root)
+    lr4, hr4 = s.load(s.items[0], 4)
+    lr, hr = s.load_real_lr(s.items[0], 2)
+    assert torch.equal(lr, lr4)                                # the file's LR, not one made from the HR
+    assert hr.shape == (1, 3, 64, 56)                          # 2 x (32, 28)
+    assert torch.equal(hr, quantize(imresize(hr4, 0.5)))
+    assert not torch.equal(lr, bicubic(hr, 2))                 # not the x2 bicubic LR of that HR
+    assert all(torch.equal(a, b) for a, b in zip(s.load_real_lr(s.items[0], 4), (lr4, hr4)))
+    with pytest.raises(UpstepError, match="x3"):
+        s.load_real_lr(s.items[0], 3)
+
+
 def bicubic_up(lr):
     from upstep.degrade import imresize
     return imresize(lr, size=(lr.shape[-2] * 4, lr.shape[-1] * 4)).clamp(0, 1)

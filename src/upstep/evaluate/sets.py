@@ -52,6 +52,27 @@ class BenchmarkSet:
             raise UpstepError(f"{item.lr_path}: LR-only set {self.name} has no x{scale} inputs (only x4)")
         return lr, hr
 
+    def load_real_lr(self, item: Item, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LR, HR) for ``scale`` <= 4 that keep the set's own LR file (e.g. realsr_canon's real
+        camera LR) and bring the reference down to it: HR = MATLAB bicubic of the x4 HR by
+        ``4 / scale``, so HR is exactly ``scale`` times the LR. For a real-camera set this is a
+        real-camera task at ``scale``: the input is a real photo and the reference is a sharper
+        photo of the same scene at ``scale`` times its size."""
+        from upstep.degrade import quantize
+        from upstep.degrade.resize import imresize
+
+        if item.lr_path is None or item.hr_path is None:
+            raise UpstepError(f"{self.name}/{item.name}: needs both an LR and an HR file")
+        if NATIVE_SCALE % scale:
+            raise UpstepError(f"set {self.name}: its own x{NATIVE_SCALE} LR serves scales dividing "
+                              f"{NATIVE_SCALE} (1, 2, 4), not x{scale}")
+        lr = to_model_rgb(read_image(item.lr_path))[None]
+        hr = to_model_rgb(read_image(item.hr_path))[None][..., : lr.shape[-2] * NATIVE_SCALE,
+                                                            : lr.shape[-1] * NATIVE_SCALE]
+        if scale != NATIVE_SCALE:
+            hr = quantize(imresize(hr, scale / NATIVE_SCALE))
+        return lr, hr
+
 
 def open_set(name: str, root: Path | None = None) -> BenchmarkSet:
     base = (root or data_root()) / "eval" / name
