@@ -30,7 +30,12 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
     train(tiny_cfg(steps=6, checkpoint_every=3, val_every=0), broken, stop_after=5, progress=False)
     assert json.loads((broken / "latest.json").read_text())["step"] == 3
     assert not (broken / "model").exists()
+    logged = lambda run: [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert logged(broken) == [1, 2, 3, 4, 5]   # steps 4 and 5 are after the checkpoint: trained again
+    with open(broken / "log.jsonl", "a") as fh:
+        fh.write('{"step": 5, "lo')        # and a record the crash cut off
     train(tiny_cfg(steps=6, checkpoint_every=3, val_every=0), broken, progress=False)
+    assert logged(broken) == logged(straight) == [1, 2, 3, 4, 5, 6]   # each step once, as in the straight run
     a, b = _final_tensors(straight), _final_tensors(broken)
     assert a.keys() == b.keys()
     for k in a:  # weights, EMA and Adam moments all identical

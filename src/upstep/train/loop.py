@@ -91,6 +91,26 @@ def _out_of_time(accelerator, t0: float, limit_s: float) -> bool:
     return bool(broadcast(flag)[0] > 0) if accelerator.num_processes > 1 else bool(flag[0] > 0)
 
 
+def drop_log_after(log_path: Path, step: int) -> int:
+    """Remove the records of steps after ``step`` from a run's log.jsonl (a half-written last line
+    included); returns how many were dropped. A resumed run trains those steps again from the
+    checkpoint at ``step``, so without this they would be logged twice."""
+    if not log_path.is_file():
+        return 0
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+
+    def kept(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except json.JSONDecodeError:   # cut off by the crash
+            return False
+    keep = [line for line in lines if kept(line)]
+    if len(keep) < len(lines):
+        from upstep.atomic import atomic_write
+        atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in keep)))
+    return len(lines) - len(keep)
+
+
 def training_crops(cfg: dict) -> HRCropDataset:
     """The training split of ``cfg``'s data, with its crop pool (``data.crop_pool``) if any."""
     d = cfg["data"]
@@ -137,7 +157,10 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     if ckpt is not None:
         state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas, scaler=accelerator.scaler)
         start = state["step"]
-        accelerator.print(f"resumed from {ckpt} at step {start}")
+        dropped = drop_log_after(run_dir / "log.jsonl", start) if accelerator.is_main_process else 0
+        accelerator.print(f"resumed from {ckpt} at step {start}"
+                          + (f" ({dropped} log records of later steps dropped: they are trained again)"
+                             if dropped else ""))
     elif accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_json(cfg, run_dir / "config.json")
