@@ -16,7 +16,8 @@ WEIGHTS = ROOT / "src" / "upstep" / "weights"
 #   cd src/upstep/weights && sha256sum */*.safetensors
 # and rerun the benchmarks the README quotes for that model (benchmarks/shipped_models.py at least).
 PINNED_SHA256 = {
-    "default-x2/model.safetensors": "2ff01593c6c2f58e0b371ec62a2a3ff4497576297df2b5d5ea7ed1ff2a9cb907",
+    "default-x2/model.safetensors": "28870d1eafc6b9f8721f996084291a0cc856e8ba996fdafe4478d91496b1dab2",
+    "default-x2/fidelity.safetensors": "928b326b131838b4ba4341f08f5e30dd35a4cb911233ac68f95841a4983abfde",
     "default-x4/fidelity.safetensors": "7c650ebf39090b8b23023ffb10aa2fb14c63e007bdea97321f44c5aa6592ceb3",
     "default-x4/model.safetensors": "562d1a67885c50ca60b9b32481ab84ec223ea513ccba0501d13d08626fd26b05",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
@@ -30,7 +31,7 @@ PINNED_SHA256 = {
 # (scripts/train_real_gpu.sh and its continuation): the overrides are that command's, as
 # ``key.path=value`` (``--init-from X`` is ``model.init_from=X``).
 LAST_STAGE_CONFIG = {
-    "default-x2": "configs/perceptual_x2_small.json",
+    "default-x2": "configs/real_x2_perceptual.json",
     "default-x4": ("configs/gpu/real_x4_perceptual_gpu.json",   # arm new_mix of scripts/train_real_gpu.sh
                    ["model.init_from=/tmp/o/runs/fidelity/model", "train.time_limit_s=300",
                     'data.degradation={"realesrgan_ref": 0.6, "camera_blur": 0.4}', "perceptual.usm_target=false"]),
