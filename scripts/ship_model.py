@@ -20,6 +20,10 @@ ESRGAN's network interpolation (§3.4) as a model-making step. default-x4 is mad
 docs/research/real_camera.md): its ``--strength`` then runs from the fidelity end (S = 0) to the
 blend (S = 1).
 
+``--fidelity-shared`` (with ``--fidelity NAME``, a model shipped in the package): write no
+``fidelity.safetensors``; the config names the shipped model as the fidelity end instead
+(``upstep.strength.fidelity_weights_path``), so the package holds one copy of those weights.
+
 ``--tuned-from START`` (with ``--blend``): the model the run was fine-tuned from, when ``--fidelity``
 is another model that trained on from that same START (e.g. a longer MSE stage 1). The shipped
 weights are then θ_fid + B (θ_run − θ_START): the fine-tune's change of weights (a "task vector",
@@ -54,7 +58,7 @@ def _model_folder(src: str) -> Path:
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
          trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None,
-         soup: list[str] | None = None) -> None:
+         soup: list[str] | None = None, fidelity_shared: bool = False) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -73,7 +77,15 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
 
         fid_model = load_model(_model_folder(fidelity))
         fid_state, _ = fidelity_end(model, fid_model, fidelity)  # checked before anything is written
-        info["fidelity_end"] = {"from": fidelity, "file": "fidelity.safetensors"}
+        if fidelity_shared:
+            from upstep.api import available_models
+
+            if fidelity not in available_models() or Path(fidelity).name != fidelity:
+                raise UpstepError(f"--fidelity-shared needs --fidelity to be the name of a shipped model "
+                                  f"({', '.join(available_models())}), got {fidelity!r}")
+            info["fidelity_end"] = {"from": fidelity, "shipped_model": fidelity}
+        else:
+            info["fidelity_end"] = {"from": fidelity, "file": "fidelity.safetensors"}
         if blend is not None:   # ESRGAN's network interpolation as the shipped model: θ_fid + b (θ_run − θ_fid)
             b = check_strength(blend)
             info["network_interpolation"] = {"run_weight": b, "fidelity_weight": 1 - b, "run": str(run_dir / "model"),
@@ -101,6 +113,8 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
                 NetworkInterpolation(model, fid_state).set(b)
         elif tuned_from or soup:
             raise UpstepError("--tuned-from and --soup need --blend: it says which weight change the blend adds to the fidelity end")
+    elif fidelity_shared:
+        raise UpstepError("--fidelity-shared needs --fidelity NAME: the shipped model that is the fidelity end")
     elif blend is not None or tuned_from or soup:
         raise UpstepError("--blend, --tuned-from and --soup need --fidelity: the blend is between the run's model and its fidelity end")
     out = save_model(model, Path(dest) if dest else package_weights_dir() / name, dtype=torch.float16, extra=info)
@@ -108,10 +122,12 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
     from upstep.strength import FIDELITY_FILE, write_fidelity
 
-    if fid_model is None and (out / FIDELITY_FILE).is_file():  # an earlier model's: it would not match
+    if (fid_model is None or fidelity_shared) and (out / FIDELITY_FILE).is_file():  # an earlier model's
         (out / FIDELITY_FILE).unlink()
         print(f"removed {out / FIDELITY_FILE} of the model shipped there before (no --fidelity given)")
-    if fid_model is not None:
+    if fid_model is not None and fidelity_shared:
+        print(f"fidelity end: the shipped model {fidelity} (named in {out / 'config.json'}, no copy written)")
+    elif fid_model is not None:
         differs = write_fidelity(out, fid_model, source=fidelity)
         note = "; settings that are not weights follow the model: " + ", ".join(
             f"{k} {a} -> {b}" for k, (a, b) in differs.items()) if differs else ""
@@ -124,6 +140,9 @@ if __name__ == "__main__":
     ap.add_argument("name", help="the shipped model's name, e.g. default-x4")
     ap.add_argument("--fidelity", default=None, help="the fidelity model the run was fine-tuned from "
                     "(run folder, model folder or shipped name): written as fidelity.safetensors")
+    ap.add_argument("--fidelity-shared", action="store_true",
+                    help="with --fidelity NAME of a shipped model: name it as the fidelity end in config.json "
+                         "instead of writing a copy of its weights")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the package's weights/NAME)")
     ap.add_argument("--blend", type=float, default=None,
                     help="ship θ_fid + B (θ_run − θ_fid) (network interpolation, ESRGAN §3.4) instead of the run's "
@@ -138,6 +157,7 @@ if __name__ == "__main__":
                     "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
     a = ap.parse_args()
     try:
-        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup)
+        main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup,
+             a.fidelity_shared)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

@@ -164,6 +164,43 @@ def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
     assert not (tmp_path / "shipped2").exists()
 
 
+def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, monkeypatch):
+    """ship_model --fidelity NAME --fidelity-shared: no fidelity.safetensors is written, config.json
+    names the shipped model, and S = 0 is exactly that model. Only the bare name of a model shipped
+    in the package is accepted, when shipping and when loading."""
+    import upstep.api
+    import upstep.paths
+
+    pkg = tmp_path / "pkg"
+    for module in (upstep.paths, upstep.api):
+        monkeypatch.setattr(module, "package_weights_dir", lambda: pkg)
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    fid = make_tiny_model()
+    save_model(fid, pkg / "tiny-fid")
+    run = tmp_path / "run"
+    save_model(_perceptual_of(fid), run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    shipped = tmp_path / "shipped"
+    ship_model.main(str(run), "tiny-x4", fidelity="tiny-fid", dest=str(shipped), fidelity_shared=True)
+    assert not (shipped / FIDELITY_FILE).exists()
+    up = upstep.load(shipped, device="cpu", dtype="float32")
+    assert up.has_strength
+    fid_out = _out(upstep.load(pkg / "tiny-fid", device="cpu", dtype="float32"))
+    assert np.array_equal(_out(up, strength=0), fid_out)
+    assert not np.array_equal(_out(up), fid_out)
+    with pytest.raises(UpstepError, match="name of a shipped model"):
+        ship_model.main(str(run), "x", fidelity=str(pkg / "tiny-fid"), dest=str(tmp_path / "no"), fidelity_shared=True)
+    assert not (tmp_path / "no").exists()
+    cfg = json.loads((shipped / "config.json").read_text())
+    cfg["info"]["fidelity_end"]["shipped_model"] = "../pkg/tiny-fid"
+    (shipped / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UpstepError, match="not a model shipped in this package"):
+        upstep.load(shipped, device="cpu", dtype="float32").upscale(_img(), strength=0.5)
+
+
 def _records(path: Path, values: dict[float, list[float]]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with (path / "records.jsonl").open("w") as f:

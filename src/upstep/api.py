@@ -218,7 +218,7 @@ class Upscaler:
     """A loaded model plus the tiled one-step pipeline, working on PIL images.
 
     ``strength`` (0..1, ``upstep.strength``): None runs the model's own weights (S = 1); other
-    values need the model folder's ``fidelity.safetensors``. ``out_size`` = (w, h): the model's
+    values need the model's fidelity end (``fidelity.safetensors``, or a shipped model its config names). ``out_size`` = (w, h): the model's
     output resized down to that size (``resize_output``); at most the model's scale on each axis."""
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
@@ -235,11 +235,11 @@ class Upscaler:
 
     @property
     def has_strength(self) -> bool:
-        """Whether ``strength`` can be asked for: the model folder holds its fidelity end."""
-        from upstep.strength import FIDELITY_FILE
+        """Whether ``strength`` can be asked for: the model folder holds or names its fidelity end."""
+        from upstep.strength import fidelity_weights_path
 
         folder = getattr(self.model, "folder", None)
-        return folder is not None and (Path(folder) / FIDELITY_FILE).is_file()
+        return folder is not None and fidelity_weights_path(folder) is not None
 
     def _set_strength(self, strength: float | None) -> None:
         from upstep.strength import NetworkInterpolation, check_strength, read_fidelity_state

@@ -24,6 +24,12 @@ The fidelity end is defined as θ_fid run in the perceptual model's config (``co
 settings that are not weights (e.g. ``degrid_sigma``, the fixed grid notch) are the perceptual
 model's at every S.
 
+Where θ_fid is stored: the folder's own ``fidelity.safetensors``, or, for a shipped model whose
+fidelity end is itself a shipped model, that model's ``model.safetensors``, named in
+``config.json`` as ``info.fidelity_end.shipped_model`` (``fidelity_weights_path``). The reference
+saves a second copy of the same weights in the package (large-x4's fidelity end is fidelity-x4);
+it may only name a model shipped inside the package, never a path.
+
 Keys the fidelity weights lack: perceptual training may add a learnable decoder to a
 pixel-unshuffle latent (``upstep.recipes.perceptual``), which starts as the identity because its
 last convolution is zero-initialised (``upstep.nn.autoencoders``). Its fidelity end is that
@@ -85,15 +91,48 @@ def complete_fidelity_state(model: nn.Module, fid: dict[str, torch.Tensor], sour
     return {k: out[k].float() if out[k].is_floating_point() else out[k] for k in perc}
 
 
+def shipped_fidelity_reference(folder: str | Path) -> str | None:
+    """The shipped model that ``folder``'s config.json names as its fidelity end
+    (``info.fidelity_end.shipped_model``), or None when it names none."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ref = (cfg.get("info") or {}).get("fidelity_end", {}) if isinstance(cfg, dict) else {}
+    return ref.get("shipped_model") if isinstance(ref, dict) else None
+
+
+def fidelity_weights_path(folder: str | Path) -> Path | None:
+    """The file that holds the fidelity end of the model in ``folder``: its own
+    ``fidelity.safetensors``, else the ``model.safetensors`` of the shipped model its config names;
+    None when it has neither. A reference that is not the bare name of a shipped model is an error."""
+    from upstep.paths import package_weights_dir
+
+    own = Path(folder) / FIDELITY_FILE
+    if own.is_file():
+        return own
+    name = shipped_fidelity_reference(folder)
+    if name is None:
+        return None
+    target = package_weights_dir() / str(name) / "model.safetensors"
+    if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or not target.is_file():
+        raise ModelLoadError(f"{Path(folder) / 'config.json'}: its fidelity end names shipped model {name!r}, "
+                             "which is not a model shipped in this package; reinstall upstep or re-ship the model "
+                             "with its own fidelity.safetensors")
+    return target
+
+
 def read_fidelity_state(model: nn.Module, folder: Path) -> dict[str, torch.Tensor]:
     """θ_fid of the model loaded from ``folder`` (safetensors only), or a one-line error."""
     from safetensors.torch import load_file
 
-    path = Path(folder) / FIDELITY_FILE
-    if not path.is_file():
-        raise UpstepError(f"model {Path(folder).name} has no fidelity end ({path} is missing); strength needs a "
-                          f"perceptual model shipped with its fidelity weights (scripts/ship_model.py RUN NAME "
-                          "--fidelity FIDELITY_MODEL writes them), or drop --strength")
+    path = fidelity_weights_path(folder)
+    if path is None:
+        raise UpstepError(f"model {Path(folder).name} has no fidelity end ({Path(folder) / FIDELITY_FILE} is "
+                          "missing); strength needs a perceptual model shipped with its fidelity weights "
+                          "(scripts/ship_model.py RUN NAME --fidelity FIDELITY_MODEL writes them), or drop --strength")
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types

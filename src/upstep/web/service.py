@@ -178,13 +178,13 @@ class Service:
                  limits: Limits | None = None):
         from upstep.api import available_models, resolve_model
         from upstep.io import DEFAULT_MAX_PIXELS
-        from upstep.strength import FIDELITY_FILE
+        from upstep.strength import fidelity_weights_path
 
         self.models = {}
         for name in [*available_models(), *map(str, extra_models)]:
             folder = resolve_model(name)
             self.models[name] = {"id": name, "label": name, "scale": _model_scale(folder), "folder": folder,
-                                 "strength": (folder / FIDELITY_FILE).is_file()}
+                                 "strength": fidelity_weights_path(folder) is not None}
         if not self.models:
             raise UpstepError("no model to serve: none is shipped and no --model folder was given")
         self.load_kw = {"device": device, "dtype": dtype, "tile": tile, "overlap": overlap}
@@ -286,7 +286,7 @@ class Service:
             model = plan.model if plan.model in fits else fits[0]
         strength = size_asked.strength
         if strength is not None and strength < 1 and not self.models[model]["strength"]:
-            raise UploadRefused(f"model {model} has no strength control (its folder has no fidelity.safetensors); "
+            raise UploadRefused(f"model {model} has no strength control (it ships no fidelity end); "
                                 "leave the strength at 1 or choose a model that has one")
         return model, {"out_size": plan.size, "strength": None if strength in (None, 1.0) else strength}
 
