@@ -86,8 +86,9 @@ def test_models_offered_are_shipped_plus_given_folders(server, model_dir, streng
     ids = {m["id"]: m["scale"] for m in info["models"]}
     shipped = {m["name"]: m["scale"] for m in upstep.api.shipped_models()}
     from upstep.paths import package_weights_dir
+    from upstep.strength import fidelity_weights_path
 
-    with_fidelity_end = {n for n in shipped if (package_weights_dir() / n / "fidelity.safetensors").is_file()}
+    with_fidelity_end = {n for n in shipped if fidelity_weights_path(package_weights_dir() / n) is not None}
     assert "default-x4" in with_fidelity_end   # it ships its strength's S = 0 end
     assert {m["id"] for m in info["models"] if m["strength"]} == {str(strength_dir), *with_fidelity_end}
     assert "default-x4" in shipped

@@ -45,6 +45,18 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
         assert torch.equal(x, y), k
 
 
+def test_a_run_trained_on_with_more_steps_records_the_new_config(tmp_path, capsys):
+    """Resuming with a larger train.steps trains on; config.json (which ship_model embeds in the
+    shipped model) then says the steps the model was trained for, not the first command's."""
+    run = tmp_path / "run"
+    train(tiny_cfg(steps=3, checkpoint_every=3, val_every=0), run, progress=False)
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 3
+    train(tiny_cfg(steps=5, checkpoint_every=3, val_every=0), run, progress=False)
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
+    assert "train.steps 3 -> 5" in capsys.readouterr().out
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()][-1] == 5
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_resume_is_exact(tmp_path, monkeypatch, precision):
     """A run killed mid-way under fp16 (autocast + GradScaler, on CPU too) or bf16 ends with the

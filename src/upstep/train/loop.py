@@ -59,6 +59,31 @@ def make_accelerator(train_cfg: dict):
     return acc
 
 
+def _flat(cfg, prefix: str = "") -> dict:
+    if not isinstance(cfg, dict):
+        return {prefix[:-1]: cfg}
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def record_config_change(path: Path, cfg: dict) -> dict:
+    """A run resumed with another config (typically a larger ``train.steps`` to train on): write
+    ``cfg`` to the run's config.json, so it names the config the run's model was last trained with,
+    and return the changed settings ``{"a.b": [old, new]}`` (empty when nothing changed)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    before, after = _flat(old), _flat(cfg)
+    changed = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    if changed:
+        save_json(cfg, path)
+    return changed
+
+
 def lr_at(step: int, train_cfg: dict) -> float:
     """Linear warm-up then constant (or cosine decay if ``lr_schedule`` = "cosine")."""
     base, warm, total = train_cfg["lr"], train_cfg.get("warmup", 0), train_cfg["steps"]
@@ -161,6 +186,11 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
         accelerator.print(f"resumed from {ckpt} at step {start}"
                           + (f" ({dropped} log records of later steps dropped: they are trained again)"
                              if dropped else ""))
+        if accelerator.is_main_process:
+            changed = record_config_change(run_dir / "config.json", cfg)
+            if changed:
+                accelerator.print(f"{run_dir / 'config.json'} now records this command's config: "
+                                  + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     elif accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_json(cfg, run_dir / "config.json")
