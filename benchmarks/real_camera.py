@@ -121,11 +121,12 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", default="realesr-general-x4v3")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--set", default="realsr_canon", help="a paired x4 set of `upstep eval` (default realsr_canon)")
-    ap.add_argument("--scale", type=int, default=4, choices=(2, 4),
-                    help="x2: LR made from the HR by MATLAB bicubic, as `upstep eval --scale 2` (or see --real-lr)")
+    ap.add_argument("--scale", type=int, default=4, choices=(2, 4, 8),
+                    help="x2, x8: LR made from the HR by MATLAB bicubic, as `upstep eval --scale N` (or see --real-lr)")
     ap.add_argument("--real-lr", action="store_true",
-                    help="at --scale 2, keep the set's own LR files (realsr_canon: real camera LR) and bring the "
-                         "HR down to twice their size (BenchmarkSet.load_real_lr): a real-camera x2 task")
+                    help="start from the set's own LR files (realsr_canon: real camera LR; BenchmarkSet.load_real_lr): "
+                         "at --scale 2 the HR is brought down to twice their size (a real-camera x2 task), at "
+                         "--scale 8 the LR is halved by MATLAB bicubic and the HR kept (a real-camera-like x8 task)")
     ap.add_argument("--pairs", default=None,
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
@@ -169,7 +170,9 @@ def main(argv=None) -> int:
         summary[m]["vs"] = {p: {"lpips": paired(r["lpips"], per[p]["lpips"]), "psnr": paired(r["psnr"], per[p]["psnr"])}
                             for p in want if p != m}
     prov = provenance(["python", "benchmarks/real_camera.py", *(argv if argv is not None else sys.argv[1:])])
-    task = (f"x{a.scale}, the set's own LR, HR brought to x{a.scale} of it by MATLAB bicubic" if a.real_lr
+    task = (f"x{a.scale}, the set's own LR, HR brought to x{a.scale} of it by MATLAB bicubic"
+            if a.real_lr and a.scale < 4 else
+            f"x{a.scale}, the set's own LR halved by MATLAB bicubic, its HR kept" if a.real_lr and a.scale > 4
             else f"x{a.scale}" + ("" if a.scale == 4 else ", LR made from the HR by MATLAB bicubic"))
     res = {**prov, "set": a.set, "scale": a.scale, "task": task, "images": len(items), "models": dict(models),
            "summary": summary,

@@ -48,7 +48,8 @@ def test_sets_are_discovered(data_root):
 
 def test_load_real_lr_keeps_the_sets_own_lr_and_brings_the_hr_to_the_scale(data_root):
     """At x2 the LR is the set's own x4 LR file, unchanged, and the HR is the x4 HR halved by
-    MATLAB bicubic (so exactly twice the LR); at x4 it is the pair on disk; x3 is refused."""
+    MATLAB bicubic (so exactly twice the LR); at x4 it is the pair on disk; at x8 the LR file is
+    halved and the HR kept; x3 is refused."""
     from upstep.degrade import imresize, quantize
     from upstep.errors import UpstepError
 
@@ -62,6 +63,11 @@ def test_load_real_lr_keeps_the_sets_own_lr_and_brings_the_hr_to_the_scale(data_
     assert all(torch.equal(a, b) for a, b in zip(s.load_real_lr(s.items[0], 4), (lr4, hr4)))
     with pytest.raises(UpstepError, match="x3"):
         s.load_real_lr(s.items[0], 3)
+    # x8: the HR as it is, the set's LR halved by MATLAB bicubic (not an x8 bicubic LR of the HR)
+    lr8, hr8 = s.load_real_lr(s.items[0], 8)
+    assert torch.equal(hr8, hr4) and lr8.shape == (1, 3, 16, 14)
+    assert torch.equal(lr8, quantize(imresize(lr4, 0.5)))
+    assert not torch.equal(lr8, s.load(s.items[0], 8)[0])
 
 
 def bicubic_up(lr):

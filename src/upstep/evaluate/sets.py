@@ -53,24 +53,32 @@ class BenchmarkSet:
         return lr, hr
 
     def load_real_lr(self, item: Item, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(LR, HR) for ``scale`` <= 4 that keep the set's own LR file (e.g. realsr_canon's real
-        camera LR) and bring the reference down to it: HR = MATLAB bicubic of the x4 HR by
-        ``4 / scale``, so HR is exactly ``scale`` times the LR. For a real-camera set this is a
-        real-camera task at ``scale``: the input is a real photo and the reference is a sharper
-        photo of the same scene at ``scale`` times its size."""
+        """(LR, HR) at ``scale`` that start from the set's own LR file (e.g. realsr_canon's real
+        camera LR), so that HR is exactly ``scale`` times the LR:
+        * ``scale`` dividing 4: the LR file as it is, and the x4 HR brought down to it by MATLAB
+          bicubic (``4 / scale``). For a real-camera set this is a real-camera task at ``scale``:
+          the input is a real photo, the reference a sharper photo of the same scene.
+        * ``scale`` a multiple of 4 (x8): the HR as it is, and the LR file taken down a further
+          ``scale / 4`` by MATLAB bicubic (its size first cropped to a multiple of that). The input
+          keeps the camera's blur and noise, weakened by the extra downscaling: a real-camera-like
+          task, not a real-camera pair."""
         from upstep.degrade import quantize
         from upstep.degrade.resize import imresize
 
         if item.lr_path is None or item.hr_path is None:
             raise UpstepError(f"{self.name}/{item.name}: needs both an LR and an HR file")
-        if NATIVE_SCALE % scale:
+        if NATIVE_SCALE % scale and scale % NATIVE_SCALE:
             raise UpstepError(f"set {self.name}: its own x{NATIVE_SCALE} LR serves scales dividing "
-                              f"{NATIVE_SCALE} (1, 2, 4), not x{scale}")
+                              f"{NATIVE_SCALE} (1, 2, 4) or multiples of it (8), not x{scale}")
         lr = to_model_rgb(read_image(item.lr_path))[None]
-        hr = to_model_rgb(read_image(item.hr_path))[None][..., : lr.shape[-2] * NATIVE_SCALE,
-                                                            : lr.shape[-1] * NATIVE_SCALE]
-        if scale != NATIVE_SCALE:
+        extra = max(1, scale // NATIVE_SCALE)   # the LR's own further downscaling (x8: 2)
+        h, w = lr.shape[-2] // extra * extra, lr.shape[-1] // extra * extra
+        lr = lr[..., :h, :w]
+        hr = to_model_rgb(read_image(item.hr_path))[None][..., : h * NATIVE_SCALE, : w * NATIVE_SCALE]
+        if scale < NATIVE_SCALE:
             hr = quantize(imresize(hr, scale / NATIVE_SCALE))
+        elif extra > 1:
+            lr = quantize(imresize(lr, 1 / extra))
         return lr, hr
 
 
