@@ -22,7 +22,7 @@ PINNED_SHA256 = {
     "default-x4/model.safetensors": "562d1a67885c50ca60b9b32481ab84ec223ea513ccba0501d13d08626fd26b05",
     "default-x8/model.safetensors": "191b3a8526406bfca6d4ade575241f2d9789ff7f7d46c7c8d4b6c79625d308bf",
     "fidelity-x4/model.safetensors": "ddbe1cdd5097e84e36a1f7cf3617974f7446ebe504c4b3c8c468fe3223823fc8",
-    "large-x4/model.safetensors": "18def4a483b3a60bd818532ecdc85562dc3b96e0dd9705794ced2fa9c7c0c79e",
+    "large-x4/model.safetensors": "820c012f018a41bd47c5ead05b80cad346485d639a48fc4996f8b64430652c46",
 }
 
 # The config file of each shipped model's last training stage, as the README names it; the
@@ -40,7 +40,9 @@ LAST_STAGE_CONFIG = {
                     ["model.init_from=src/upstep/weights/fidelity-x4", "train.batch=16", "train.lr=0.0001",
                      "train.lr_schedule=cosine", "train.warmup=20", "train.steps=2500", "train.checkpoint_every=250",
                      "train.val_every=100000", "train.log_every=50"]),
-    "large-x4": "configs/perceptual_x4_small.json",
+    "large-x4": ("configs/real_x4_perceptual.json",   # runs/large_arm_plain, shipped at blend 0.5 on fidelity-x4
+                 ["model.init_from=fidelity-x4", "perceptual.usm_target=false", "train.steps=3600",
+                  "train.log_every=25", "train.val_every=600", "train.checkpoint_every=100"]),
 }
 
 

@@ -11,6 +11,7 @@ from upstep.cli import main
 from upstep.evaluate.sets import open_set
 from upstep.metrics import psnr, quantize
 from upstep.paths import data_root, package_weights_dir
+from upstep.strength import fidelity_weights_path
 
 SHIPPED = package_weights_dir() / "default-x4"
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +33,10 @@ def test_shipped_models_are_small_and_documented():
 
 
 @pytest.mark.parametrize("name", [n for n in upstep.available_models()
-                                  if (package_weights_dir() / n / "fidelity.safetensors").is_file()])
+                                  if fidelity_weights_path(package_weights_dir() / n) is not None])
 def test_a_shipped_fidelity_end_fits_its_model(name):
-    """fidelity.safetensors has the model's keys and shapes (upstep.strength checks) and moves the output."""
+    """The fidelity end (its fidelity.safetensors, or the shipped model its config names) has the
+    model's keys and shapes (upstep.strength checks) and moves the output."""
     up = upstep.load(name, device="cpu", dtype="float32")
     lr = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(up.upscale_tensor(lr, strength=0), up.upscale_tensor(lr))
@@ -55,10 +57,10 @@ def test_every_shipped_model_upscales_at_its_scale(name):
 
 # every shipped model's evaluation (`upstep eval`, peers in the same run), the README's source
 EVALS = {"default-x2": "eval_default_x2_real", "default-x4": "eval_default_x4_soup", "default-x8": "eval_default_x8",
-         "fidelity-x4": "eval_fidelity_x4_anneal", "large-x4": "eval_default_x4"}
+         "fidelity-x4": "eval_fidelity_x4_anneal", "large-x4": "eval_large_x4_real"}
 # what the evaluation was run on, where that is not the shipped name: the float16 export of the
 # training run (byte-identical to the shipped file), or the model's name before a rename
-EVALUATED_AS = {"large-x4": "default-x4"}   # the default x4 model until issue 13's faster one (2026-12-02)
+EVALUATED_AS: dict[str, str] = {}
 
 
 def test_every_shipped_model_has_its_evaluation():
