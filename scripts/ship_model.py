@@ -80,7 +80,7 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
         if fidelity_shared:
             from upstep.api import available_models
 
-            if fidelity not in available_models() or Path(fidelity).name != fidelity:
+            if fidelity not in available_models():   # a bare shipped name, never a path
                 raise UpstepError(f"--fidelity-shared needs --fidelity to be the name of a shipped model "
                                   f"({', '.join(available_models())}), got {fidelity!r}")
             info["fidelity_end"] = {"from": fidelity, "shipped_model": fidelity}
@@ -124,7 +124,8 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
 
     if (fid_model is None or fidelity_shared) and (out / FIDELITY_FILE).is_file():  # an earlier model's
         (out / FIDELITY_FILE).unlink()
-        print(f"removed {out / FIDELITY_FILE} of the model shipped there before (no --fidelity given)")
+        why = "its fidelity end is now the shipped model" if fidelity_shared else "no --fidelity given"
+        print(f"removed {out / FIDELITY_FILE} of the model shipped there before ({why})")
     if fid_model is not None and fidelity_shared:
         print(f"fidelity end: the shipped model {fidelity} (named in {out / 'config.json'}, no copy written)")
     elif fid_model is not None:

@@ -195,10 +195,11 @@ def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, monke
         ship_model.main(str(run), "x", fidelity=str(pkg / "tiny-fid"), dest=str(tmp_path / "no"), fidelity_shared=True)
     assert not (tmp_path / "no").exists()
     cfg = json.loads((shipped / "config.json").read_text())
-    cfg["info"]["fidelity_end"]["shipped_model"] = "../pkg/tiny-fid"
-    (shipped / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UpstepError, match="not a model shipped in this package"):
-        upstep.load(shipped, device="cpu", dtype="float32").upscale(_img(), strength=0.5)
+    for bad in ("../pkg/tiny-fid", 5, "no-such-model"):   # a path, not a name at all, not shipped
+        cfg["info"]["fidelity_end"]["shipped_model"] = bad
+        (shipped / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(UpstepError, match="not a model shipped in this package"):
+            upstep.load(shipped, device="cpu", dtype="float32").upscale(_img(), strength=0.5)
 
 
 def _records(path: Path, values: dict[float, list[float]]) -> None:

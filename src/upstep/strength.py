@@ -27,7 +27,7 @@ model's at every S.
 Where θ_fid is stored: the folder's own ``fidelity.safetensors``, or, for a shipped model whose
 fidelity end is itself a shipped model, that model's ``model.safetensors``, named in
 ``config.json`` as ``info.fidelity_end.shipped_model`` (``fidelity_weights_path``). The reference
-saves a second copy of the same weights in the package (large-x4's fidelity end is fidelity-x4);
+spares a second copy of the same weights in the package (large-x4's fidelity end is fidelity-x4);
 it may only name a model shipped inside the package, never a path.
 
 Keys the fidelity weights lack: perceptual training may add a learnable decoder to a
@@ -116,12 +116,12 @@ def fidelity_weights_path(folder: str | Path) -> Path | None:
     name = shipped_fidelity_reference(folder)
     if name is None:
         return None
-    target = package_weights_dir() / str(name) / "model.safetensors"
-    if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or not target.is_file():
+    bare = isinstance(name, str) and Path(name).name == name and not name.startswith(".")
+    if not (bare and (package_weights_dir() / name / "model.safetensors").is_file()):
         raise ModelLoadError(f"{Path(folder) / 'config.json'}: its fidelity end names shipped model {name!r}, "
                              "which is not a model shipped in this package; reinstall upstep or re-ship the model "
                              "with its own fidelity.safetensors")
-    return target
+    return package_weights_dir() / name / "model.safetensors"
 
 
 def read_fidelity_state(model: nn.Module, folder: Path) -> dict[str, torch.Tensor]:
