@@ -24,6 +24,9 @@ blend (S = 1).
 ``fidelity.safetensors``; the config names the shipped model as the fidelity end instead
 (``upstep.strength.fidelity_weights_path``), so the package holds one copy of those weights.
 
+``--no-strength`` (with ``--fidelity`` and ``--blend``): ship the blend but no fidelity end, so the
+model has no ``--strength``; for a model whose fidelity end the 40 MB package limit has no room for.
+
 ``--tuned-from START`` (with ``--blend``): the model the run was fine-tuned from, when ``--fidelity``
 is another model that trained on from that same START (e.g. a longer MSE stage 1). The shipped
 weights are then θ_fid + B (θ_run − θ_START): the fine-tune's change of weights (a "task vector",
@@ -58,7 +61,7 @@ def _model_folder(src: str) -> Path:
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
          trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None,
-         soup: list[str] | None = None, fidelity_shared: bool = False) -> None:
+         soup: list[str] | None = None, fidelity_shared: bool = False, no_strength: bool = False) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -72,12 +75,18 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
             "val_psnr_y_1step": last_val.get("val_psnr"), "val_psnr_y_bicubic": last_val.get("val_psnr_bicubic"),
             "weights_dtype": "float16"}
     fid_model = None
+    if no_strength and (not fidelity or blend is None or fidelity_shared):
+        raise UpstepError("--no-strength needs --fidelity and --blend, and not --fidelity-shared: it ships the blend "
+                          "without the fidelity end")
     if fidelity:
         from upstep.strength import NetworkInterpolation, check_strength, fidelity_end
 
         fid_model = load_model(_model_folder(fidelity))
         fid_state, _ = fidelity_end(model, fid_model, fidelity)  # checked before anything is written
-        if fidelity_shared:
+        if no_strength:
+            info["fidelity_end"] = {"from": fidelity, "shipped": False,
+                                    "why": "not shipped (--no-strength): the model has no --strength"}
+        elif fidelity_shared:
             from upstep.api import available_models
 
             if fidelity not in available_models():   # a bare shipped name, never a path
@@ -122,11 +131,14 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
     print(f"shipped {run_dir / 'model'} as {name} in {out} ({size:.1f} MiB)")
     from upstep.strength import FIDELITY_FILE, write_fidelity
 
-    if (fid_model is None or fidelity_shared) and (out / FIDELITY_FILE).is_file():  # an earlier model's
+    if (fid_model is None or fidelity_shared or no_strength) and (out / FIDELITY_FILE).is_file():  # an earlier model's
         (out / FIDELITY_FILE).unlink()
-        why = "its fidelity end is now the shipped model" if fidelity_shared else "no --fidelity given"
+        why = ("its fidelity end is now the shipped model" if fidelity_shared else
+               "--no-strength" if no_strength else "no --fidelity given")
         print(f"removed {out / FIDELITY_FILE} of the model shipped there before ({why})")
-    if fid_model is not None and fidelity_shared:
+    if no_strength:
+        print(f"no fidelity end written (--no-strength): {name} has no --strength")
+    elif fid_model is not None and fidelity_shared:
         print(f"fidelity end: the shipped model {fidelity} (named in {out / 'config.json'}, no copy written)")
     elif fid_model is not None:
         differs = write_fidelity(out, fid_model, source=fidelity)
@@ -144,6 +156,8 @@ if __name__ == "__main__":
     ap.add_argument("--fidelity-shared", action="store_true",
                     help="with --fidelity NAME of a shipped model: name it as the fidelity end in config.json "
                          "instead of writing a copy of its weights")
+    ap.add_argument("--no-strength", action="store_true",
+                    help="with --fidelity and --blend: ship the blend without its fidelity end (no --strength)")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the package's weights/NAME)")
     ap.add_argument("--blend", type=float, default=None,
                     help="ship θ_fid + B (θ_run − θ_fid) (network interpolation, ESRGAN §3.4) instead of the run's "
@@ -159,6 +173,6 @@ if __name__ == "__main__":
     a = ap.parse_args()
     try:
         main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup,
-             a.fidelity_shared)
+             a.fidelity_shared, a.no_strength)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

@@ -202,6 +202,42 @@ def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, monke
             upstep.load(shipped, device="cpu", dtype="float32").upscale(_img(), strength=0.5)
 
 
+def test_no_strength_ships_the_blend_without_a_fidelity_end(tmp_path, monkeypatch):
+    """ship_model --fidelity FID --blend B --no-strength: the weights are the blend, no fidelity end
+    is written (an old one is removed) and --strength is refused; without --blend it is refused."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    fid = make_tiny_model()
+    save_model(fid, tmp_path / "fid_run" / "model")
+    run = tmp_path / "run"
+    save_model(_perceptual_of(fid), run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    with_end, without = tmp_path / "with_end", tmp_path / "without"
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(with_end), blend=0.5)
+    blend = load_file(str(with_end / "model.safetensors"))
+    assert (with_end / FIDELITY_FILE).exists()
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(with_end), blend=0.5,
+                    no_strength=True)   # over a model that had a fidelity end
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(without), blend=0.5,
+                    no_strength=True)
+    assert not (with_end / FIDELITY_FILE).exists() and not (without / FIDELITY_FILE).exists()
+    shipped = load_file(str(without / "model.safetensors"))
+    assert shipped.keys() == blend.keys() and all(torch.equal(shipped[k], blend[k]) for k in blend)
+    up = upstep.load(without, device="cpu", dtype="float32")
+    assert not up.has_strength
+    full = ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "b1"),
+                           blend=1.0, no_strength=True)
+    assert full is None and not np.array_equal(_out(up), _out(upstep.load(tmp_path / "b1", device="cpu",
+                                                                          dtype="float32")))
+    with pytest.raises(UpstepError, match="strength"):
+        up.upscale(_img(), strength=0.5)
+    with pytest.raises(UpstepError, match="--no-strength needs --fidelity and --blend"):
+        ship_model.main(str(run), "x", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "no"), no_strength=True)
+    assert not (tmp_path / "no").exists()
+
+
 def _records(path: Path, values: dict[float, list[float]]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with (path / "records.jsonl").open("w") as f:
