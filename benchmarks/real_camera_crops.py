@@ -1,11 +1,15 @@
 """Crops of real camera photos side by side (issue 29): LR, bicubic, upstep models, the GAN peers, HR.
 
-    python benchmarks/real_camera_crops.py [--model NAME=FOLDER ...] [--out docs/results/real_camera]
+    python benchmarks/real_camera_crops.py [--scale 2|4|8] [--model NAME=FOLDER ...] [--out docs/results/real_camera]
 
-Rows: a 48 x 48 LR window (192 x 192 output) of each of a few realsr_canon pairs and RealSet65
-photos (no HR there), placed where the bicubic output has the most gradient energy (edges and
-text, where the methods differ most). Writes crops_real_camera.png, which shows benchmark images:
-it is generated, never committed (.gitignore), because the sets are not ours to redistribute.
+Rows: a 192 x 192 output window (an LR window of 192 / scale) of each of a few realsr_canon pairs
+and RealSet65 photos (no HR there), placed where the bicubic output has the most gradient energy
+(edges and text, where the methods differ most). realsr_canon's input is always its own real
+camera LR (``BenchmarkSet.load_real_lr``): at x2 against its HR halved (a real-camera x2 task),
+at x8 halved once more against its HR (real-camera-like). RealSet65's real LR is upscaled at any
+scale. Writes crops_real_camera.png (x4) or crops_real_camera_x2.png / _x8.png, which show benchmark
+images: they are generated, never committed (.gitignore), because the sets are not ours to
+redistribute.
 """
 from __future__ import annotations
 
@@ -19,17 +23,32 @@ import torch.nn.functional as F
 
 REALSR = ("Canon_003_LR4", "Canon_012_LR4", "Canon_027_LR4", "Canon_041_LR4")
 REALSET = ("oldphoto2", "Lincoln", "building", "comic1")
-WIN = 48
+TILE = 192   # output pixels of one crop, at every scale
+DEFAULT_MODELS = {2: ["default-x2"], 4: ["fidelity-x4", "default-x4"], 8: ["default-x8"]}
+DEFAULT_PEERS = {2: "fsrcnn,espcn", 4: "realesr-general-x4v3,realesrgan-x4plus", 8: "lapsrn"}
 
 
-def _window(bic: torch.Tensor, scale: int) -> tuple[int, int]:
-    """Top-left LR corner of the WIN x WIN window with the most bicubic gradient energy."""
+def _window(bic: torch.Tensor, scale: int, win: int) -> tuple[int, int]:
+    """Top-left LR corner of the win x win LR window with the most bicubic gradient energy."""
     y = bic[0].mean(0)
     g = (y[1:, :-1] - y[:-1, :-1]).abs() + (y[:-1, 1:] - y[:-1, :-1]).abs()
-    k = WIN * scale
+    k = win * scale
     e = F.avg_pool2d(g[None, None], k, stride=scale)[0, 0]
     i = int(torch.argmax(e))
     return i // e.shape[1], i % e.shape[1]
+
+
+def crop_tiles(lr: torch.Tensor, outs: dict[str, torch.Tensor], hr: torch.Tensor | None,
+               scale: int) -> tuple[tuple[int, int], list[torch.Tensor]]:
+    """The LR window (of TILE / scale px, where ``outs["bicubic"]`` has the most gradient energy) and
+    its TILE x TILE tiles: the LR enlarged by nearest neighbour, each output, the HR (white without one)."""
+    win = TILE // scale
+    y, x = _window(outs["bicubic"], scale, win)
+    crop = (..., slice(y * scale, (y + win) * scale), slice(x * scale, (x + win) * scale))
+    tiles = [F.interpolate(lr[..., y: y + win, x: x + win], scale_factor=scale, mode="nearest")]
+    tiles += [o[crop] for o in outs.values()]
+    tiles.append(hr[crop] if hr is not None else torch.ones_like(tiles[-1]))
+    return (y, x), tiles
 
 
 def main(argv=None) -> int:
@@ -38,31 +57,32 @@ def main(argv=None) -> int:
     from upstep.peers import available_peers
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER or a shipped model name")
-    ap.add_argument("--peers", default="realesr-general-x4v3,realesrgan-x4plus")
+    ap.add_argument("--scale", type=int, default=4, choices=sorted(DEFAULT_MODELS))
+    ap.add_argument("--model", action="append", default=[],
+                    help="NAME=FOLDER or a shipped model name (default: the shipped models of --scale)")
+    ap.add_argument("--peers", default=None, help="comma-separated peers (default: the usual ones of --scale)")
     ap.add_argument("--out", default="docs/results/real_camera")
     a = ap.parse_args(argv)
-    models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or ["fidelity-x4", "default-x4"])]
-    peers = {p.name: p for p in available_peers(4)}
+    scale = a.scale
+    models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or DEFAULT_MODELS[scale])]
+    peers = {p.name: p for p in available_peers(scale)}
     methods = [("bicubic", peers["bicubic"].upscale)]
     for name, path in models:
         up = load(path, device="cpu")
+        if up.scale != scale:
+            ap.error(f"model {name} is x{up.scale}, not x{scale}; give --scale {up.scale} or a x{scale} model")
         methods.append((name, lambda lr, s, up=up: up.upscale_tensor(lr, steps=1, seed=0)))
-    methods += [(p, peers[p].upscale) for p in a.peers.split(",") if p in peers]
+    methods += [(p, peers[p].upscale) for p in (a.peers or DEFAULT_PEERS[scale]).split(",") if p in peers]
     rows = []
     for set_name, names in (("realsr_canon", REALSR), ("realset65", REALSET)):
         s = open_set(set_name)
         for it in s.items:
             if it.name not in names:
                 continue
-            lr, hr = s.load(it, 4)
+            lr, hr = s.load_real_lr(it, scale) if it.hr_path is not None else (s.load(it, 4)[0], None)
             lr = lr[..., :3, :, :]
-            outs = {name: fn(lr, 4).clamp(0, 1) for name, fn in methods}
-            y, x = _window(outs["bicubic"], 4)
-            tiles = [F.interpolate(lr[..., y: y + WIN, x: x + WIN][..., :, :], scale_factor=4, mode="nearest")]
-            tiles += [o[..., y * 4: (y + WIN) * 4, x * 4: (x + WIN) * 4] for o in outs.values()]
-            tiles.append(hr[..., y * 4: (y + WIN) * 4, x * 4: (x + WIN) * 4] if hr is not None
-                         else torch.ones_like(tiles[-1]))
+            outs = {name: fn(lr, scale).clamp(0, 1) for name, fn in methods}
+            (y, x), tiles = crop_tiles(lr, outs, hr, scale)
             rows.append((f"{set_name}/{it.name}", tiles))
             print(set_name, it.name, "window", y, x, flush=True)
     labels = ["LR"] + [n for n, _ in methods] + ["HR"]
@@ -83,8 +103,9 @@ def main(argv=None) -> int:
     fig.tight_layout()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "crops_real_camera.png", dpi=100)
-    print("wrote", out / "crops_real_camera.png")
+    name = "crops_real_camera.png" if scale == 4 else f"crops_real_camera_x{scale}.png"
+    fig.savefig(out / name, dpi=100)
+    print("wrote", out / name)
     return 0
 
 

@@ -1,6 +1,7 @@
 """`upstep eval` and `upstep bench` on a tiny model and a tiny benchmark folder."""
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,27 @@ def test_fid_steps_and_a_shared_reference_folder(tmp_path, data_root):
     b = evaluate(str(save_model(make_tiny_model(), tmp_path / "b")), ["tiny"], [1], tmp_path / "rb", **kw)
     assert [f.stat().st_mtime_ns for f in sorted(ref.rglob("*.npy"))] == stamps            # reused, not recomputed
     assert b["sets"]["tiny"]["methods"]["bicubic"]["fid"] == m["bicubic"]["fid"]
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_real_camera_crops_align_the_lr_window_with_every_output_and_the_hr(scale):
+    """benchmarks/real_camera_crops.py: 192 x 192 tiles at every scale; the enlarged LR window, each
+    output's crop and the HR crop show the same place, the busiest one of the bicubic output."""
+    import importlib.util
+    import torch.nn.functional as F
+
+    spec = importlib.util.spec_from_file_location(
+        "real_camera_crops", Path(__file__).resolve().parents[1] / "benchmarks" / "real_camera_crops.py")
+    crops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crops)
+    lr = torch.full((1, 3, 120, 130), 0.5)
+    lr[..., 70:90:2, 100:120] = 1.0                           # stripes: the busiest place
+    near = F.interpolate(lr, scale_factor=scale, mode="nearest")
+    outs = {"bicubic": F.interpolate(lr, scale_factor=scale, mode="bilinear"), "nearest": near}
+    (y, x), tiles = crops.crop_tiles(lr, outs, near.clone(), scale)
+    win = 192 // scale
+    assert [t.shape[-2:] for t in tiles] == [(192, 192)] * 4
+    assert y <= 70 and y + win >= 90 and x <= 100 and x + win >= 120   # the window holds the stripes
+    assert torch.equal(tiles[0], tiles[2]) and torch.equal(tiles[0], tiles[3])
+    _, no_hr = crops.crop_tiles(lr, outs, None, scale)
+    assert torch.equal(no_hr[-1], torch.ones_like(no_hr[0]))
