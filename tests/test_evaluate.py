@@ -195,6 +195,12 @@ def test_bench_quick_preset():
 
     o = _options(build_parser().parse_args(["bench", "--quick"]))
     assert o["sizes"] == "128,512" and o["steps"] == "1" and "1024" in o["memory_sizes"]
+    assert o["repeats"] == 5 and not o["row_memory"]
+    # a value given on the command line wins over the preset (--quick once silently reset --repeats)
+    o = _options(build_parser().parse_args(["bench", "--quick", "--repeats", "15", "--sizes", "128"]))
+    assert o["repeats"] == 15 and o["sizes"] == "128" and o["steps"] == "1"
+    full = _options(build_parser().parse_args(["bench"]))
+    assert full["sizes"] == "128,256,512" and full["peers"] == "all" and full["row_memory"]
 
 
 def test_eval_patch_fid_is_opt_in_labelled_and_resumes(tmp_path, data_root):

@@ -179,8 +179,10 @@ def peak_in_fresh_process(**kw) -> dict:
         return pool.apply(_child_peak, kwds=kw)
 
 
+FULL = {"sizes": "128,256,512", "steps": "1,4,15,50", "memory_sizes": "256,512,1024", "untiled_max": 512,
+        "repeats": 5, "peers": "all"}
 QUICK = {"sizes": "128,512", "steps": "1", "memory_sizes": "256,1024", "untiled_max": 256, "repeats": 5,
-         "row_memory": False, "peers": "realesr-general-x4v3,fsrcnn,espcn"}
+         "peers": "realesr-general-x4v3,fsrcnn,espcn"}
 
 
 def add_bench_arguments(p) -> None:
@@ -189,13 +191,16 @@ def add_bench_arguments(p) -> None:
                    "(their default 1-step path, rows named MODEL@1), e.g. large-x4")
     p.add_argument("--quick", action="store_true",
                    help="128² and 512² at 1 step, memory at 256² and 1024² (a few minutes on 2 cores)")
-    p.add_argument("--sizes", default="128,256,512", help="square LR input sizes for latency")
-    p.add_argument("--steps", default="1,4,15,50", help="DDIM steps to time (1 is the reference)")
-    p.add_argument("--memory-sizes", default="256,512,1024", help="LR sizes for the tiled-vs-untiled memory run")
-    p.add_argument("--untiled-max", type=int, default=512, help="largest LR size run untiled")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds (each round runs every method once)")
+    # these default to FULL's values, or QUICK's with --quick; a value given on the command line wins over both
+    p.add_argument("--sizes", default=None, help="square LR input sizes for latency (default 128,256,512)")
+    p.add_argument("--steps", default=None, help="DDIM steps to time (1 is the reference; default 1,4,15,50)")
+    p.add_argument("--memory-sizes", default=None,
+                   help="LR sizes for the tiled-vs-untiled memory run (default 256,512,1024)")
+    p.add_argument("--untiled-max", type=int, default=None, help="largest LR size run untiled (default 512)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed rounds, each running every method once (default 5)")
     p.add_argument("--budget-s", type=float, default=300.0, help="skip a configuration estimated slower than this")
-    p.add_argument("--peers", default="all", help="'all', 'none' or comma-separated names")
+    p.add_argument("--peers", default=None, help="'all' (the default), 'none' or comma-separated names")
     p.add_argument("--no-variants", action="store_true", help="skip the float32 / old-default rows")
     p.add_argument("--no-row-memory", action="store_true", help="skip the fresh-process peak of each latency row")
     p.add_argument("--device", default="auto")
@@ -209,10 +214,9 @@ def add_bench_arguments(p) -> None:
 
 
 def _options(args) -> dict:
-    o = {k: getattr(args, k) for k in ("sizes", "steps", "memory_sizes", "untiled_max", "repeats", "peers")}
-    o["row_memory"] = not args.no_row_memory
-    if args.quick:
-        o.update(QUICK)
+    preset = QUICK if args.quick else FULL
+    o = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in FULL}
+    o["row_memory"] = not (args.no_row_memory or args.quick)
     return o
 
 
