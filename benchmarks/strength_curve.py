@@ -1,6 +1,7 @@
 """PSNR-Y and LPIPS-alex against strength S (``upstep upscale --strength``, ``upstep.strength``).
 
     python benchmarks/strength_curve.py                       # default-x4 with its fidelity.safetensors
+    python benchmarks/strength_curve.py --model large-x4      # its fidelity end: the shipped fidelity-x4
     python benchmarks/strength_curve.py --model large-x4 --fidelity fidelity-x4 --out docs/results/strength_large_x4
 
 For each S in ``--strengths`` the model runs at θ(S) (network interpolation between its fidelity
@@ -36,14 +37,17 @@ def _pair(model: str, fidelity: str | None, tmp: Path) -> tuple[Path, str]:
     """The model folder to run (with fidelity.safetensors) and where its fidelity end came from."""
     from upstep.api import resolve_model
     from upstep.model import load_model
-    from upstep.strength import FIDELITY_FILE, write_fidelity
+    from upstep.strength import FIDELITY_FILE, fidelity_weights_path, shipped_fidelity_reference, write_fidelity
 
     folder = resolve_model(model)
     if fidelity is None:
-        if not (folder / FIDELITY_FILE).is_file():
-            raise SystemExit(f"{folder} has no {FIDELITY_FILE}; give --fidelity MODEL (the model it was "
-                             "fine-tuned from) to make the pair in a temporary folder")
-        return folder, f"{folder.name}/{FIDELITY_FILE}"
+        if fidelity_weights_path(folder) is None:
+            raise SystemExit(f"{folder} has no fidelity end ({FIDELITY_FILE} or a shipped model named in its "
+                             "config); give --fidelity MODEL (the model it was fine-tuned from) to make the pair "
+                             "in a temporary folder")
+        shared = shipped_fidelity_reference(folder) if not (folder / FIDELITY_FILE).is_file() else None
+        return folder, (f"the shipped {shared} (named in {folder.name}/config.json)" if shared
+                        else f"{folder.name}/{FIDELITY_FILE}")
     pair = tmp / folder.name
     shutil.copytree(folder, pair)
     write_fidelity(pair, load_model(resolve_model(fidelity)), source=fidelity)
@@ -123,7 +127,7 @@ def main() -> None:
     from upstep.evaluate.methods import add_arguments, evaluate_from_args, file_stamp, write_report
     from upstep.evaluate.report import provenance
     from upstep.peers import BicubicPeer
-    from upstep.strength import FIDELITY_FILE
+    from upstep.strength import fidelity_weights_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default-x4", help="shipped model name or model folder")
@@ -140,7 +144,7 @@ def main() -> None:
         bicubic = BicubicPeer()
         methods = {"bicubic": lambda lr: bicubic.upscale(lr, up.scale)}
         methods.update({_label(s): (lambda lr, s=s: up.upscale_tensor(lr, strength=s)) for s in strengths})
-        ev = evaluate_from_args(a, methods, up.scale, file_stamp(folder / "model.safetensors", folder / FIDELITY_FILE),
+        ev = evaluate_from_args(a, methods, up.scale, file_stamp(folder / "model.safetensors", fidelity_weights_path(folder)),
                                 METRICS)
     res = {"model": a.model, "fidelity": fid_source, "scale": up.scale, "strengths": strengths, "limit": a.limit,
            **provenance(["python"] + sys.argv), **ev,

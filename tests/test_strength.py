@@ -376,3 +376,33 @@ def test_the_same_weights_and_metadata_make_the_same_file(tmp_path):
     blobs = {(tmp_path / f"{i}.safetensors").read_bytes() for i in range(6)}
     assert len(blobs) == 1
     torch.testing.assert_close(load_file(str(tmp_path / "0.safetensors"))["w"], tensors["w"])
+
+
+def test_strength_curve_takes_a_shared_fidelity_end(tmp_path, monkeypatch):
+    """benchmarks/strength_curve.py runs a model whose fidelity end is a shipped model named in its
+    config (large-x4) as it is, and says so; a model without any fidelity end is refused."""
+    import importlib.util
+
+    import upstep.api
+    import upstep.paths
+
+    pkg = tmp_path / "pkg"
+    for module in (upstep.paths, upstep.api):
+        monkeypatch.setattr(module, "package_weights_dir", lambda: pkg)
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    spec = importlib.util.spec_from_file_location("strength_curve", REPO / "benchmarks" / "strength_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    fid = make_tiny_model()
+    save_model(fid, pkg / "tiny-fid")
+    run = tmp_path / "run"
+    save_model(_perceptual_of(fid), run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    ship_model.main(str(run), "tiny-x4", fidelity="tiny-fid", dest=str(pkg / "tiny-x4"), fidelity_shared=True)
+    folder, source = curve._pair("tiny-x4", None, tmp_path / "tmp")
+    assert folder == pkg / "tiny-x4" and "tiny-fid" in source
+    with pytest.raises(SystemExit, match="has no fidelity end"):
+        curve._pair("tiny-fid", None, tmp_path / "tmp")
