@@ -164,10 +164,10 @@ def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
     assert not (tmp_path / "shipped2").exists()
 
 
-def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, monkeypatch):
-    """ship_model --fidelity NAME --fidelity-shared: no fidelity.safetensors is written, config.json
-    names the shipped model, and S = 0 is exactly that model. Only the bare name of a model shipped
-    in the package is accepted, when shipping and when loading."""
+@pytest.fixture
+def tiny_package(tmp_path, monkeypatch):
+    """A package weights folder holding the shipped model tiny-fid, a finished run fine-tuned from it,
+    and scripts/ship_model.py imported: (package folder, run folder, ship_model)."""
     import upstep.api
     import upstep.paths
 
@@ -183,6 +183,14 @@ def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, monke
     save_model(_perceptual_of(fid), run / "model")
     (run / "config.json").write_text(json.dumps({"name": "tiny"}))
     (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    return pkg, run, ship_model
+
+
+def test_a_shipped_fidelity_model_can_be_named_instead_of_copied(tmp_path, tiny_package):
+    """ship_model --fidelity NAME --fidelity-shared: no fidelity.safetensors is written, config.json
+    names the shipped model, and S = 0 is exactly that model. Only the bare name of a model shipped
+    in the package is accepted, when shipping and when loading."""
+    pkg, run, ship_model = tiny_package
     shipped = tmp_path / "shipped"
     ship_model.main(str(run), "tiny-x4", fidelity="tiny-fid", dest=str(shipped), fidelity_shared=True)
     assert not (shipped / FIDELITY_FILE).exists()
@@ -378,29 +386,15 @@ def test_the_same_weights_and_metadata_make_the_same_file(tmp_path):
     torch.testing.assert_close(load_file(str(tmp_path / "0.safetensors"))["w"], tensors["w"])
 
 
-def test_strength_curve_takes_a_shared_fidelity_end(tmp_path, monkeypatch):
+def test_strength_curve_takes_a_shared_fidelity_end(tmp_path, tiny_package):
     """benchmarks/strength_curve.py runs a model whose fidelity end is a shipped model named in its
     config (large-x4) as it is, and says so; a model without any fidelity end is refused."""
     import importlib.util
 
-    import upstep.api
-    import upstep.paths
-
-    pkg = tmp_path / "pkg"
-    for module in (upstep.paths, upstep.api):
-        monkeypatch.setattr(module, "package_weights_dir", lambda: pkg)
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    import ship_model
-
     spec = importlib.util.spec_from_file_location("strength_curve", REPO / "benchmarks" / "strength_curve.py")
     curve = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(curve)
-    fid = make_tiny_model()
-    save_model(fid, pkg / "tiny-fid")
-    run = tmp_path / "run"
-    save_model(_perceptual_of(fid), run / "model")
-    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
-    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    pkg, run, ship_model = tiny_package
     ship_model.main(str(run), "tiny-x4", fidelity="tiny-fid", dest=str(pkg / "tiny-x4"), fidelity_shared=True)
     folder, source = curve._pair("tiny-x4", None, tmp_path / "tmp")
     assert folder == pkg / "tiny-x4" and "tiny-fid" in source
