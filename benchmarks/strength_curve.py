@@ -37,17 +37,17 @@ def _pair(model: str, fidelity: str | None, tmp: Path) -> tuple[Path, str]:
     """The model folder to run (with fidelity.safetensors) and where its fidelity end came from."""
     from upstep.api import resolve_model
     from upstep.model import load_model
-    from upstep.strength import FIDELITY_FILE, fidelity_weights_path, shipped_fidelity_reference, write_fidelity
+    from upstep.strength import FIDELITY_FILE, fidelity_weights_path, write_fidelity
 
     folder = resolve_model(model)
     if fidelity is None:
-        if fidelity_weights_path(folder) is None:
+        end = fidelity_weights_path(folder)
+        if end is None:
             raise SystemExit(f"{folder} has no fidelity end ({FIDELITY_FILE} or a shipped model named in its "
                              "config); give --fidelity MODEL (the model it was fine-tuned from) to make the pair "
                              "in a temporary folder")
-        shared = shipped_fidelity_reference(folder) if not (folder / FIDELITY_FILE).is_file() else None
-        return folder, (f"the shipped {shared} (named in {folder.name}/config.json)" if shared
-                        else f"{folder.name}/{FIDELITY_FILE}")
+        return folder, (f"{folder.name}/{FIDELITY_FILE}" if end.parent == folder
+                        else f"the shipped {end.parent.name} (named in {folder.name}/config.json)")
     pair = tmp / folder.name
     shutil.copytree(folder, pair)
     write_fidelity(pair, load_model(resolve_model(fidelity)), source=fidelity)

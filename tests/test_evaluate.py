@@ -203,6 +203,11 @@ def test_bench_quick_preset():
     assert full["sizes"] == "128,256,512" and full["peers"] == "all" and full["row_memory"]
 
 
+def test_bench_refuses_zero_rounds_before_writing_anything(tmp_path, capsys):
+    assert main(["bench", "--quick", "--repeats", "0", "--out", str(tmp_path / "b")]) == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
 def test_eval_patch_fid_is_opt_in_labelled_and_resumes(tmp_path, data_root):
     from upstep.metrics.fid import inception_path
     try:
@@ -258,17 +263,24 @@ def test_fid_steps_and_a_shared_reference_folder(tmp_path, data_root):
     assert b["sets"]["tiny"]["methods"]["bicubic"]["fid"] == m["bicubic"]["fid"]
 
 
-@pytest.mark.parametrize("scale", [2, 4, 8])
-def test_real_camera_crops_align_the_lr_window_with_every_output_and_the_hr(scale):
-    """benchmarks/real_camera_crops.py: 192 x 192 tiles at every scale; the enlarged LR window, each
-    output's crop and the HR crop show the same place, the busiest one of the bicubic output."""
+def _crops_script():
+    """benchmarks/real_camera_crops.py as a module."""
     import importlib.util
-    import torch.nn.functional as F
 
     spec = importlib.util.spec_from_file_location(
         "real_camera_crops", Path(__file__).resolve().parents[1] / "benchmarks" / "real_camera_crops.py")
     crops = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(crops)
+    return crops
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_real_camera_crops_align_the_lr_window_with_every_output_and_the_hr(scale):
+    """benchmarks/real_camera_crops.py: 192 x 192 tiles at every scale; the enlarged LR window, each
+    output's crop and the HR crop show the same place, the busiest one of the bicubic output."""
+    import torch.nn.functional as F
+
+    crops = _crops_script()
     lr = torch.full((1, 3, 120, 130), 0.5)
     lr[..., 70:90:2, 100:120] = 1.0                           # stripes: the busiest place
     near = F.interpolate(lr, scale_factor=scale, mode="nearest")
@@ -280,3 +292,11 @@ def test_real_camera_crops_align_the_lr_window_with_every_output_and_the_hr(scal
     assert torch.equal(tiles[0], tiles[2]) and torch.equal(tiles[0], tiles[3])
     _, no_hr = crops.crop_tiles(lr, outs, None, scale)
     assert torch.equal(no_hr[-1], torch.ones_like(no_hr[0]))
+
+
+def test_real_camera_crops_refuses_a_model_of_another_scale(tmp_path, capsys):
+    crops = _crops_script()
+    with pytest.raises(SystemExit) as e:
+        crops.main(["--scale", "2", "--model", "default-x4", "--out", str(tmp_path / "c")])
+    assert e.value.code == 2 and "model default-x4 is x4, not x2" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -138,6 +138,13 @@ def test_cli_strength_writes_the_interpolated_result(pair, tmp_path):
     assert not np.array_equal(read("s0.5.png"), read("fid.png"))
 
 
+def _finished_run(run: Path, model) -> None:
+    """``run`` as scripts/ship_model.py wants a finished ``upstep train`` run: model/, config.json, log.jsonl."""
+    save_model(model, run / "model")
+    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+
+
 def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
     """scripts/ship_model.py RUN NAME --fidelity FID: fidelity.safetensors beside the weights, in
     their float16, same keys and shapes; an unfit fidelity model stops it before anything is written."""
@@ -147,9 +154,7 @@ def test_ship_model_writes_a_matching_fidelity_end(tmp_path, monkeypatch):
     fid = make_tiny_model()
     save_model(fid, tmp_path / "fid_run" / "model")
     run = tmp_path / "run"
-    save_model(_perceptual_of(fid, decoder="resize"), run / "model")
-    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
-    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    _finished_run(run, _perceptual_of(fid, decoder="resize"))
     ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "shipped"))
     model = load_file(str(tmp_path / "shipped" / "model.safetensors"))
     fidw = load_file(str(tmp_path / "shipped" / FIDELITY_FILE))
@@ -180,9 +185,7 @@ def tiny_package(tmp_path, monkeypatch):
     fid = make_tiny_model()
     save_model(fid, pkg / "tiny-fid")
     run = tmp_path / "run"
-    save_model(_perceptual_of(fid), run / "model")
-    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
-    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    _finished_run(run, _perceptual_of(fid))
     return pkg, run, ship_model
 
 
@@ -219,9 +222,7 @@ def test_no_strength_ships_the_blend_without_a_fidelity_end(tmp_path, monkeypatc
     fid = make_tiny_model()
     save_model(fid, tmp_path / "fid_run" / "model")
     run = tmp_path / "run"
-    save_model(_perceptual_of(fid), run / "model")
-    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
-    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    _finished_run(run, _perceptual_of(fid))
     with_end, without = tmp_path / "with_end", tmp_path / "without"
     ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(with_end), blend=0.5)
     blend = load_file(str(with_end / "model.safetensors"))
@@ -235,9 +236,9 @@ def test_no_strength_ships_the_blend_without_a_fidelity_end(tmp_path, monkeypatc
     assert shipped.keys() == blend.keys() and all(torch.equal(shipped[k], blend[k]) for k in blend)
     up = upstep.load(without, device="cpu", dtype="float32")
     assert not up.has_strength
-    full = ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "b1"),
-                           blend=1.0, no_strength=True)
-    assert full is None and not np.array_equal(_out(up), _out(upstep.load(tmp_path / "b1", device="cpu",
+    ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid_run"), dest=str(tmp_path / "b1"),
+                    blend=1.0, no_strength=True)
+    assert not np.array_equal(_out(up), _out(upstep.load(tmp_path / "b1", device="cpu",
                                                                           dtype="float32")))
     with pytest.raises(UpstepError, match="strength"):
         up.upscale(_img(), strength=0.5)
@@ -298,9 +299,7 @@ def test_ship_model_blend_moves_the_fine_tunes_weight_change_onto_the_fidelity_e
     save_model(further, tmp_path / "further")
     run = tmp_path / "run"
     tuned = _perceptual_of(start, seed=3)            # the perceptual fine-tune of START
-    save_model(tuned, run / "model")
-    (run / "config.json").write_text(json.dumps({"name": "tiny"}))
-    (run / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    _finished_run(run, tuned)
 
     def shipped(dest, **kw):
         ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "further"), dest=str(tmp_path / dest), blend=0.5, **kw)
@@ -341,9 +340,7 @@ def test_ship_model_soup_averages_the_runs_weight_changes(tmp_path, monkeypatch)
     run, run2 = tmp_path / "run", tmp_path / "run2"
     a, b = _perceptual_of(start, seed=3), _perceptual_of(fid, seed=4)   # arms from START and from FID
     for folder, model in ((run, a), (run2, b)):
-        save_model(model, folder / "model")
-        (folder / "config.json").write_text(json.dumps({"name": "tiny"}))
-        (folder / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+        _finished_run(folder, model)
     ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "soup"), blend=0.8,
                     tuned_from=str(tmp_path / "start"), soup=[str(run2)])
     got = load_file(str(tmp_path / "soup" / "model.safetensors"))

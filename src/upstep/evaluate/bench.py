@@ -214,8 +214,12 @@ def add_bench_arguments(p) -> None:
 
 
 def _options(args) -> dict:
+    from upstep.errors import UpstepError
+
     preset = QUICK if args.quick else FULL
     o = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in FULL}
+    if o["repeats"] < 1:   # no timed round: no median to report
+        raise UpstepError(f"--repeats must be at least 1, got {o['repeats']}")
     o["row_memory"] = not (args.no_row_memory or args.quick)
     return o
 
