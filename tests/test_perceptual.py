@@ -474,3 +474,40 @@ def test_perceptual_run_with_the_frozen_efficientnet_resumes_exactly(start_model
     a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "broken" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- distillation from a larger model of the project (perceptual.teacher) --------------------
+@needs_wheel
+def test_teacher_replaces_the_l1_and_feature_target_and_stays_frozen(start_model, tmp_path):
+    """With the start model as its own teacher the student (decoder at the identity) reproduces
+    the target exactly; with another teacher the L1 term is the distance to that teacher's output
+    on the same LR and noise, and no gradient reaches the teacher."""
+    hr = hr_batch(seed=4, n=2, size=32)
+    same = make_perceptual(perceptual_cfg(start_model, teacher=str(start_model), gan_weight=0))
+    L = same.generator_loss(0, hr, torch.Generator().manual_seed(7))["losses"]
+    assert float(L["l1"].detach()) < 1e-6 and float(L["feature"].detach()) < 1e-6
+
+    other = tmp_path / "teacher"
+    save_model(make_tiny_model(seed=3), other)
+    r = make_perceptual(perceptual_cfg(start_model, teacher=str(other), gan_weight=0))
+    out = r.generator_loss(0, hr, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    z_l, eps, lr = r.generator_inputs(hr, g)              # the same draws as inside generator_loss
+    want = r.teacher_output(lr, eps, hr.shape[-2:])
+    assert float(out["losses"]["l1"]) > 1e-3
+    assert torch.allclose(out["losses"]["l1"], (out["sr"] - want).abs().mean(), atol=1e-6)
+    out["losses"]["generator"].backward()
+    assert all(p.grad is None for p in r.teacher.parameters())
+    assert any(p.grad is not None for p in r.model.unet.parameters())
+
+
+def test_teacher_of_another_scale_or_with_usm_targets_is_refused(start_model, tmp_path):
+    from upstep.errors import ConfigError
+
+    x2 = tmp_path / "x2"
+    save_model(make_tiny_model(scale=2), x2)
+    with pytest.raises(ConfigError, match="x2 model but the student is x4"):
+        make_perceptual(perceptual_cfg(start_model, teacher=str(x2), gan_weight=0, feature_weight=0))
+    with pytest.raises(ConfigError, match="teacher and usm_target"):
+        make_perceptual(perceptual_cfg(start_model, teacher=str(start_model), usm_target=True, gan_weight=0,
+                                       feature_weight=0))

@@ -21,6 +21,12 @@ Losses, with Real-ESRGAN's weights by default (L1 1, perceptual 1, GAN 0.1):
 With ``usm_target`` (Real-ESRGAN's choice, ``upstep.degrade.usm``) the L1 and feature terms compare
 x_hat with USM(x_h), and the LR is degraded from USM(x_h); the discriminator's real images stay x_h.
 
+With ``teacher`` (a model folder or shipped name of the same scale, e.g. "large-x4") the L1 and
+feature terms compare x_hat with the frozen teacher's one-step output on the same LR and noise,
+T(x_l, eps), instead of x_h: output distillation (Hinton et al. 2015) of the project's own larger
+model into a smaller one. The discriminator's real images stay x_h, and LDL's reference stays the
+student's EMA.
+
 L_feat is the EfficientNet-Lite0 feature loss (``upstep.nn.feature_loss``), D_H the projected
 discriminator on frozen EfficientNet-Lite0 features (``upstep.nn.discriminators``), A DiffAugment.
 LPIPS-alex is only ever measured, never trained on. The degradation (``data.degradation``) is
@@ -42,8 +48,10 @@ Config::
                    "degrid_sigma": 0,        (> 0: the model's residual goes through the fixed notch at
                                               the 4x4 grid frequencies, ``upstep.nn.degrid``; pixel-unshuffle
                                               latents)
-                   "ldl_weight": 0, "ldl_window": 7}  (> 0: LDL's artifact term, ``upstep.nn.ldl``, with the
+                   "ldl_weight": 0, "ldl_window": 7,  (> 0: LDL's artifact term, ``upstep.nn.ldl``, with the
                                               generator's EMA as its stable reference; Real-ESRGAN+LDL uses 1)
+                   "teacher": null}           (a one-step model of the same scale: L1 and feature
+                                              targets are its outputs; not with usm_target)
 
 The exported model is the EMA of the generator (U-Net + decoder), saved like any other.
 """
@@ -67,7 +75,7 @@ DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "l
             "disc": {"features": "efficientnet_lite0", "augment": ["color", "translation", "cutout"],
                      "head_channels": 64},
             "disc_lr_mult": 1.0, "feature_net": "efficientnet_lite0", "feature_taps": None, "degrid_sigma": 0.0,
-            "usm_target": False, "ldl_weight": 0.0, "ldl_window": 7}
+            "usm_target": False, "ldl_weight": 0.0, "ldl_window": 7, "teacher": None}
 
 
 DECODERS = {"refine": RefinedPixelShuffleAutoencoder, "resize": ResizeConvAutoencoder}
@@ -86,6 +94,19 @@ class OneStepGenerator(nn.Module):
         t = torch.ones(z_l.shape[0], device=z_l.device)
         z0 = m.schedule.z0_from_v(eps, m.predict_v(eps, z_l, t).float(), t)   # = -v_hat at t = 1
         return m.autoencoder.decode(m.from_target(z0, z_l))
+
+
+def load_teacher(name: str, scale: int) -> "OneStepGenerator":
+    """The frozen teacher's one-step map, from a model folder or a shipped model name."""
+    from upstep.api import resolve_model
+
+    teacher = load_model(resolve_model(name))
+    if not isinstance(teacher, SRDiffusionModel):
+        raise ConfigError(f"perceptual.teacher: {name} is a {teacher.kind!r} model, not 'vdiffusion'")
+    if teacher.scale != scale:
+        raise ConfigError(f"perceptual.teacher: {name} is a x{teacher.scale} model but the student is x{scale}; "
+                          "use a teacher of the same scale")
+    return OneStepGenerator(teacher.eval().requires_grad_(False))
 
 
 def load_start_model(cfg: dict, decoder_cfg: dict | None, degrid: bool = False) -> SRDiffusionModel:
@@ -149,6 +170,12 @@ class PerceptualRecipe(Recipe):
             if ae.vae.post_quant_conv is not None:
                 ae.vae.post_quant_conv.requires_grad_(True)
         self.generator = OneStepGenerator(self.model)
+        self.teacher = None
+        if c["teacher"]:
+            if c["usm_target"]:
+                raise ConfigError("perceptual: teacher and usm_target both set the L1 and feature target; "
+                                  "set one of them")
+            self.teacher = load_teacher(c["teacher"], self.model.scale).to(dev)
         self.feature_loss = None
         if c["feature_weight"]:
             from upstep.nn.feature_loss import FeatureLoss
@@ -166,12 +193,25 @@ class PerceptualRecipe(Recipe):
                 lr=t["lr"] * c["disc_lr_mult"], betas=(0.0, 0.99))
 
     def generator_inputs(self, hr01: torch.Tensor, g: torch.Generator):
+        """(z_l, eps, x_l): the LR's latent, the noise, and the LR itself in [0, 1]."""
         m = self.model
         lr = make_lr(hr01.cpu(), m.scale, self.degradation, g).to(hr01.device)
         with torch.no_grad():
             z_l = m.encode_cond(m.upsample_lr(lr * 2 - 1, hr01.shape[-2:]))
         eps = torch.randn(z_l.shape, generator=g).to(z_l.device, z_l.dtype)
-        return z_l, eps
+        return z_l, eps, lr
+
+    @torch.no_grad()
+    def teacher_output(self, lr01: torch.Tensor, eps: torch.Tensor, size) -> torch.Tensor:
+        """T(x_l, eps) in [-1, 1]: the teacher's one-step output on the student's LR and noise."""
+        t = self.teacher.model
+        z_l = t.encode_cond(t.upsample_lr(lr01 * 2 - 1, size))
+        if z_l.shape != eps.shape:
+            raise ConfigError(f"perceptual.teacher: its latent {tuple(z_l.shape[1:])} differs from the student's "
+                              f"{tuple(eps.shape[1:])}; the two must share the noise, so use a teacher with the "
+                              "same autoencoder")
+        with self.accelerator.autocast():
+            return self.teacher(z_l, eps.to(z_l.dtype)).float()
 
     def generator_loss(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict:
         c = self.c
@@ -182,8 +222,8 @@ class PerceptualRecipe(Recipe):
             target01 = usm_sharpen(hr01)
         else:
             target01 = hr01
-        target = target01 * 2 - 1
-        z_l, eps = self.generator_inputs(target01, g)
+        z_l, eps, lr = self.generator_inputs(target01, g)
+        target = target01 * 2 - 1 if self.teacher is None else self.teacher_output(lr, eps, hr01.shape[-2:])
         with self.accelerator.autocast():
             sr = self.wrapped["generator"](z_l, eps).float()
         zero = hr.new_zeros(())
