@@ -501,13 +501,18 @@ def test_teacher_replaces_the_l1_and_feature_target_and_stays_frozen(start_model
     assert any(p.grad is not None for p in r.model.unet.parameters())
 
 
-def test_teacher_of_another_scale_or_with_usm_targets_is_refused(start_model, tmp_path):
+def test_teacher_missing_of_another_scale_or_with_usm_targets_is_refused(start_model, tmp_path):
     from upstep.errors import ConfigError
 
     x2 = tmp_path / "x2"
     save_model(make_tiny_model(scale=2), x2)
     with pytest.raises(ConfigError, match="x2 model but the student is x4"):
         make_perceptual(perceptual_cfg(start_model, teacher=str(x2), gan_weight=0, feature_weight=0))
+    from upstep.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="no_such_teacher': not a folder and not a shipped model"):
+        make_perceptual(perceptual_cfg(start_model, teacher=str(tmp_path / "no_such_teacher"), gan_weight=0,
+                                       feature_weight=0))
     with pytest.raises(ConfigError, match="teacher and usm_target"):
         make_perceptual(perceptual_cfg(start_model, teacher=str(start_model), usm_target=True, gan_weight=0,
                                        feature_weight=0))
