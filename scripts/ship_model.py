@@ -46,17 +46,10 @@ from pathlib import Path
 
 import torch
 
+from upstep.api import resolve_model
 from upstep.errors import UpstepError
 from upstep.model import load_model, save_model
 from upstep.paths import package_weights_dir
-
-
-def _model_folder(src: str) -> Path:
-    """A run folder's ``model/``, a model folder, or a shipped model's folder."""
-    from upstep.api import resolve_model
-
-    p = Path(src)
-    return p / "model" if (p / "model" / "config.json").is_file() else resolve_model(src)
 
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
@@ -81,7 +74,7 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
     if fidelity:
         from upstep.strength import NetworkInterpolation, check_strength, fidelity_end
 
-        fid_model = load_model(_model_folder(fidelity))
+        fid_model = load_model(resolve_model(fidelity))
         fid_state, _ = fidelity_end(model, fid_model, fidelity)  # checked before anything is written
         if no_strength:
             info["fidelity_end"] = {"from": fidelity, "shipped": False,
@@ -105,8 +98,8 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
                 deltas = []
                 for member, start in members:
                     member_state = (model.state_dict() if member == str(run_dir) else
-                                    fidelity_end(model, load_model(_model_folder(member)), member)[0])
-                    start_state = (fidelity_end(model, load_model(_model_folder(start)), start)[0] if start
+                                    fidelity_end(model, load_model(resolve_model(member)), member)[0])
+                    start_state = (fidelity_end(model, load_model(resolve_model(start)), start)[0] if start
                                    else fid_state)
                     deltas.append({k: member_state[k].float() - start_state[k].float() for k in fid_state})
                 with torch.no_grad():

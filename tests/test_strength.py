@@ -397,3 +397,36 @@ def test_strength_curve_takes_a_shared_fidelity_end(tmp_path, tiny_package):
     assert folder == pkg / "tiny-x4" and "tiny-fid" in source
     with pytest.raises(SystemExit, match="has no fidelity end"):
         curve._pair("tiny-fid", None, tmp_path / "tmp")
+
+
+def test_weight_changes_reports_the_cosines_of_the_runs_changes(tmp_path, monkeypatch):
+    """benchmarks/weight_changes.py: cos(Δ, Δ) = 1, a change against its reverse is −1, an
+    unrelated change lies between, the norms are ‖θ_run − θ_start‖; a member of another network is
+    refused. A run folder (its model/) is accepted wherever a model is named."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import weight_changes
+
+    start = make_tiny_model()
+    save_model(start, tmp_path / "start")
+    a, b = _perceptual_of(start, seed=3), _perceptual_of(start, seed=4)
+    _finished_run(tmp_path / "run_a", a)
+    save_model(b, tmp_path / "b")
+    st = str(tmp_path / "start")
+    weight_changes.main(["--member", f"a={tmp_path / 'run_a'}@{st}", "--member", f"again={tmp_path / 'run_a'}@{st}",
+                         "--member", f"reverse={st}@{tmp_path / 'run_a'}", "--member", f"b={tmp_path / 'b'}@{st}",
+                         "--out", str(tmp_path / "out")])
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    cos = res["cosine"]
+    assert cos["a"]["again"] == pytest.approx(1.0) and cos["a"]["reverse"] == pytest.approx(-1.0)
+    assert -0.99 < cos["a"]["b"] < 0.99 and cos["a"]["b"] == pytest.approx(cos["b"]["a"])
+    sa, s0 = a.state_dict(), start.state_dict()
+    want = torch.cat([(sa[k].double() - s0[k].double()).flatten() for k in s0 if s0[k].is_floating_point()]).norm()
+    assert res["norm"]["a"] == pytest.approx(float(want))
+    assert "Command:" in (tmp_path / "out" / "results.md").read_text()
+    assert upstep.api.resolve_model(tmp_path / "run_a") == tmp_path / "run_a" / "model"
+    assert upstep.api.resolve_model(tmp_path / "b") == tmp_path / "b"
+    cfg = start.config()
+    save_model(SRDiffusionModel.from_config({**cfg, "unet": {**cfg["unet"], "block_out_channels": [8, 16]}}),
+               tmp_path / "other")
+    with pytest.raises(UpstepError, match="do not match"):
+        weight_changes.main(["--member", f"{tmp_path / 'other'}@{st}", "--out", str(tmp_path / "no")])

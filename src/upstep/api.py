@@ -154,9 +154,12 @@ def resize_output(rgb: torch.Tensor, size: tuple[int, int], method: str = OUTPUT
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
+    """The model folder of a shipped name, a model folder, or an `upstep train` run folder (its ``model/``)."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        return p
+        run_export = p / "model"
+        is_run = (run_export / "config.json").is_file() and not (p / "model.safetensors").is_file()
+        return run_export if is_run else p
     shipped = package_weights_dir() / str(name_or_path)
     if shipped.is_dir():
         return shipped
