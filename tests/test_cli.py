@@ -282,3 +282,15 @@ def test_recursive_mirrors_the_tree_and_goes_on_past_bad_images(tmp_path, model_
         main(["upscale", str(src), "-o", str(src / "up"), "--model", str(model_dir), "-r", "--overwrite",
               "--no-progress"])
         assert "3 of 4 upscaled" in capsys.readouterr().out
+
+
+def test_a_training_run_folder_is_taken_as_its_exported_model(tmp_path, model_dir):
+    """--model RUN (an `upstep train` run folder: its config.json, log.jsonl and model/) upscales with
+    RUN/model, exactly as naming the model folder does."""
+    (tmp_path / "config.json").write_text('{"name": "tiny"}')   # the run's training config, not a model's
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n')
+    _rand("RGB").save(tmp_path / "a.png")
+    for name, model in (("by_model.png", model_dir), ("by_run.png", tmp_path)):
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "--model", str(model),
+                     "--no-progress"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "by_model.png")), np.asarray(Image.open(tmp_path / "by_run.png")))

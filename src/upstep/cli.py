@@ -29,8 +29,8 @@ def _add_upscale(sub):
                    help="0 (fidelity: smooth, faithful) .. 1 (the shipped perceptual model: sharp); needs a model "
                         "that ships its fidelity end (default: the model as shipped)")
     p.add_argument("--model", default=None,
-                   help="shipped model name or model folder (default: default-x<s>, s the smallest shipped scale "
-                        "at or above the factor asked)")
+                   help="shipped model name, model folder, or an `upstep train` run folder (its model/) "
+                        "(default: default-x<s>, s the smallest shipped scale at or above the factor asked)")
     p.add_argument("-r", "--recursive", action="store_true",
                    help="folders: also their subfolders, mirrored under -o; non-image files are skipped")
     p.add_argument("--steps", type=int, default=None,
