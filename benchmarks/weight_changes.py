@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     deltas = {}
     for spec in a.member:
-        name, _, rest = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name, _, rest = spec.partition("=") if "=" in spec.split("@", 1)[0] else ("", "", spec)
         if "@" not in rest:
             ap.error(f"--member {spec!r}: give RUN@START, the run and the model it was fine-tuned from")
         run, start = rest.split("@", 1)

@@ -294,3 +294,18 @@ def test_a_training_run_folder_is_taken_as_its_exported_model(tmp_path, model_di
         assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "--model", str(model),
                      "--no-progress"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "by_model.png")), np.asarray(Image.open(tmp_path / "by_run.png")))
+
+
+def test_a_run_folder_without_its_exported_model_says_so(tmp_path, capsys):
+    """A run that has not reached its end has no model/: the error names the folder once and says
+    what to do, not that some model.safetensors is missing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"name": "tiny"}')
+    (run / "log.jsonl").write_text('{"step": 1}\n')
+    _rand("RGB").save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--model", str(run),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no exported model/" in err and "resume it" in err and err.count(str(run)) == 1
+    assert not (tmp_path / "o.png").exists()

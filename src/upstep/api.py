@@ -158,8 +158,14 @@ def resolve_model(name_or_path: str | Path) -> Path:
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         run_export = p / "model"
-        is_run = (run_export / "config.json").is_file() and not (p / "model.safetensors").is_file()
-        return run_export if is_run else p
+        if (p / "model.safetensors").is_file():
+            return p
+        if (run_export / "config.json").is_file():
+            return run_export
+        if (p / "log.jsonl").is_file():
+            raise ModelLoadError(f"{p}: an `upstep train` run folder with no exported model/ yet; "
+                                 "resume it with `upstep train` to its last step, which writes model/")
+        return p
     shipped = package_weights_dir() / str(name_or_path)
     if shipped.is_dir():
         return shipped
