@@ -38,6 +38,11 @@ architecture. The shipped weights are θ_fid + B · mean_i (θ_run_i − θ_star
 the runs' weight changes (a "model soup" of fine-tunes, Wortsman et al. 2022, §2, here of task
 vectors so runs from different starts can join); START2 defaults to ``--fidelity``. The config
 and log recorded are RUN's; the soup's members are listed under ``network_interpolation``.
+
+``--run-share F`` (with ``--soup``): RUN's weight in that mean is F and the ``--soup`` members share
+1 − F equally, instead of the uniform mean: θ_fid + B (F Δ_run + (1 − F) mean_i Δ_soup_i). With
+RUN's weight held at 1/2, several seeds of one recipe averaged as the other half make a soup that
+leans less on any one seed.
 """
 import argparse
 import json
@@ -54,7 +59,8 @@ from upstep.paths import package_weights_dir
 
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
          trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None,
-         soup: list[str] | None = None, fidelity_shared: bool = False, no_strength: bool = False) -> None:
+         soup: list[str] | None = None, fidelity_shared: bool = False, no_strength: bool = False,
+         run_share: float | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -68,6 +74,9 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
             "val_psnr_y_1step": last_val.get("val_psnr"), "val_psnr_y_bicubic": last_val.get("val_psnr_bicubic"),
             "weights_dtype": "float16"}
     fid_model = None
+    if run_share is not None and (not soup or not 0 < run_share < 1):
+        raise UpstepError(f"--run-share needs --soup and a value between 0 and 1 (RUN's weight in the soup's mean), "
+                          f"got {run_share}" + ("" if soup else " without --soup"))
     if no_strength and (not fidelity or blend is None or fidelity_shared):
         raise UpstepError("--no-strength needs --fidelity and --blend, and not --fidelity-shared: it ships the blend "
                           "without the fidelity end")
@@ -94,7 +103,9 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
                                              "fidelity": fidelity}
             members = [(str(run_dir), tuned_from)] + [tuple(m.split("@", 1)) if "@" in m else (m, None)
                                                        for m in soup or []]
-            if len(members) > 1 or tuned_from:  # θ_fid + b · mean_i (θ_run_i − θ_start_i)
+            if len(members) > 1 or tuned_from:  # θ_fid + b · Σ_i w_i (θ_run_i − θ_start_i), Σ w_i = 1
+                weights = ([run_share] + [(1 - run_share) / (len(members) - 1)] * (len(members) - 1)
+                           if run_share is not None else [1 / len(members)] * len(members))
                 deltas = []
                 for member, start in members:
                     member_state = (model.state_dict() if member == str(run_dir) else
@@ -105,12 +116,12 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
                 with torch.no_grad():
                     for k, t in model.state_dict().items():
                         if t.is_floating_point():
-                            t.copy_(fid_state[k] + b * sum(d[k] for d in deltas) / len(deltas))
+                            t.copy_(fid_state[k] + b * sum(w * d[k] for w, d in zip(weights, deltas)))
                 if tuned_from:
                     info["network_interpolation"]["run_tuned_from"] = tuned_from
                 if soup:
-                    info["network_interpolation"]["soup"] = [{"run": m, "tuned_from": st or fidelity}
-                                                             for m, st in members]
+                    info["network_interpolation"]["soup"] = [{"run": m, "tuned_from": st or fidelity, "weight": w}
+                                                             for (m, st), w in zip(members, weights)]
             else:
                 NetworkInterpolation(model, fid_state).set(b)
         elif tuned_from or soup:
@@ -161,11 +172,14 @@ if __name__ == "__main__":
     ap.add_argument("--soup", action="append", default=None, metavar="RUN2[@START2]",
                     help="with --blend, repeatable: another run whose weight change (from START2, default --fidelity) "
                          "is averaged with RUN's; ships θ_fid + B · mean of the changes")
+    ap.add_argument("--run-share", type=float, default=None, metavar="F",
+                    help="with --soup: RUN's weight in the mean of weight changes; the --soup runs share 1 - F "
+                         "equally (default: all equal)")
     ap.add_argument("--trained-with", default=None, help="the command that trained the run, when it is not "
                     "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
     a = ap.parse_args()
     try:
         main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup,
-             a.fidelity_shared, a.no_strength)
+             a.fidelity_shared, a.no_strength, a.run_share)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

@@ -349,8 +349,8 @@ def test_ship_model_soup_averages_the_runs_weight_changes(tmp_path, monkeypatch)
     want = f[key] + 0.8 * ((ra[key] - s[key]) + (rb[key] - f[key])) / 2
     torch.testing.assert_close(got[key].float(), want.half().float(), rtol=2e-3, atol=1e-4)  # float16 rounding
     soup = json.loads((tmp_path / "soup" / "config.json").read_text())["info"]["network_interpolation"]["soup"]
-    assert soup == [{"run": str(run), "tuned_from": str(tmp_path / "start")},
-                    {"run": str(run2), "tuned_from": str(tmp_path / "fid")}]
+    assert soup == [{"run": str(run), "tuned_from": str(tmp_path / "start"), "weight": 0.5},
+                    {"run": str(run2), "tuned_from": str(tmp_path / "fid"), "weight": 0.5}]
     # an explicit START2 (here START itself) is used for that member
     ship_model.main(str(run), "tiny-x4", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "soup2"), blend=0.8,
                     tuned_from=str(tmp_path / "start"), soup=[f"{run2}@{tmp_path / 'start'}"])
@@ -367,6 +367,36 @@ def test_ship_model_soup_averages_the_runs_weight_changes(tmp_path, monkeypatch)
     assert not (tmp_path / "no").exists()
     with pytest.raises(UpstepError, match="--soup need --blend"):
         ship_model.main(str(run), "x", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "no"), soup=[str(run2)])
+
+
+def test_ship_model_run_share_weights_the_run_against_the_mean_of_the_soup(tmp_path, monkeypatch):
+    """--run-share F ships θ_fid + B (F Δ_run + (1 − F) mean_i Δ_soup_i): RUN keeps weight F however
+    many --soup members there are; a share outside (0, 1), or without --soup, is refused."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import ship_model
+
+    fid = make_tiny_model()
+    save_model(fid, tmp_path / "fid")
+    runs = [tmp_path / f"run{i}" for i in range(3)]
+    arms = [_perceptual_of(fid, seed=5 + i) for i in range(3)]
+    for folder, model in zip(runs, arms):
+        _finished_run(folder, model)
+    ship_model.main(str(runs[0]), "tiny-x4", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "share"), blend=0.9,
+                    soup=[str(r) for r in runs[1:]], run_share=0.5)
+    got = load_file(str(tmp_path / "share" / "model.safetensors"))
+    f, (r0, r1, r2) = fid.state_dict(), (a.state_dict() for a in arms)
+    key = next(k for k in f if k.startswith("unet.") and f[k].is_floating_point() and f[k].numel() > 8)
+    want = f[key] + 0.9 * (0.5 * (r0[key] - f[key]) + 0.25 * (r1[key] - f[key]) + 0.25 * (r2[key] - f[key]))
+    torch.testing.assert_close(got[key].float(), want.half().float(), rtol=2e-3, atol=1e-4)  # float16 rounding
+    uniform = f[key] + 0.9 * ((r0[key] - f[key]) + (r1[key] - f[key]) + (r2[key] - f[key])) / 3
+    assert not torch.allclose(got[key].float(), uniform.half().float(), rtol=2e-3, atol=1e-4)
+    soup = json.loads((tmp_path / "share" / "config.json").read_text())["info"]["network_interpolation"]["soup"]
+    assert [m["weight"] for m in soup] == [0.5, 0.25, 0.25]
+    for share, soup_runs in ((1.0, [str(runs[1])]), (0.0, [str(runs[1])]), (0.5, None)):
+        with pytest.raises(UpstepError, match="--run-share needs --soup"):
+            ship_model.main(str(runs[0]), "x", fidelity=str(tmp_path / "fid"), dest=str(tmp_path / "no"), blend=0.9,
+                            soup=soup_runs, run_share=share)
+        assert not (tmp_path / "no").exists()
 
 
 def test_the_same_weights_and_metadata_make_the_same_file(tmp_path):
