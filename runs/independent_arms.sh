@@ -17,4 +17,5 @@ arm() {  # arm NAME INIT HALF FULL [--set ...]
 }
 arm cpu_arm_stage1 runs/real_camera_gpu/fidelity/model 1200 2400
 arm cpu_arm_b32 runs/real_x4_fidelity_cpu/model_step1000 300 600 --set train.batch=32
+arm cpu_arm_cont runs/real_camera_gpu/fidelity_cont/model 1200 2400   # round 2
 echo ARMS DONE
