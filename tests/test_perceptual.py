@@ -494,7 +494,7 @@ def test_teacher_replaces_the_l1_and_feature_target_and_stays_frozen(start_model
     g = torch.Generator().manual_seed(7)
     z_l, eps, lr = r.generator_inputs(hr, g)              # the same draws as inside generator_loss
     want = r.teacher_output(lr, eps, hr.shape[-2:])
-    assert float(out["losses"]["l1"]) > 1e-3
+    assert out["losses"]["l1"].item() > 1e-3
     assert torch.allclose(out["losses"]["l1"], (out["sr"] - want).abs().mean(), atol=1e-6)
     out["losses"]["generator"].backward()
     assert all(p.grad is None for p in r.teacher.parameters())
