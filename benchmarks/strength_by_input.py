@@ -1,0 +1,107 @@
+"""Would a strength picked per input from the LR alone help? Reads ``strength_curve.py`` per-image
+records (LPIPS-alex at each strength S) and asks, per set:
+
+- the best fixed S, and the per-image oracle (each image at its own best S; an optimistic upper
+  bound, since the minimum of noisy figures is biased low);
+- a no-reference rule: S_low where the LR's estimated noise σ (Immerkær 1996, "Fast noise variance
+  estimation", eq. 2, on the luma in 0..255) is below a threshold, else S = 1; its mean LPIPS, paired
+  against S = 1 (mean ± SE over images), for each threshold.
+
+    python benchmarks/strength_by_input.py \\
+        --records docs/results/strength_default_x4_soup/records.jsonl \\
+        --records docs/results/strength_default_x4_soup_imagenet/records.jsonl \\
+        --out docs/results/strength_by_input
+
+The records name dev sets; thresholds read off them are dev-set choices, not held-out figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from upstep.evaluate.ablation import paired_claim
+from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
+from upstep.evaluate.sets import open_set
+
+# Immerkær's mask: the difference of two Laplacians, which cancels locally linear image content
+IMMERKAER = torch.tensor([[1., -2., 1.], [-2., 4., -2.], [1., -2., 1.]])[None, None]
+
+
+def noise_sigma(luma: torch.Tensor) -> float:
+    """Estimated std of white Gaussian noise in a (H, W) image: sqrt(π/2) / (6 (W−2)(H−2)) Σ |I * N|
+    (Immerkær 1996, eq. 2). Fine texture counts as noise too, so sharp clean images read higher."""
+    r = F.conv2d(luma[None, None].float(), IMMERKAER)
+    return float(math.sqrt(math.pi / 2) * r.abs().sum() / (6 * r.shape[-1] * r.shape[-2]))
+
+
+def lr_luma(path: Path) -> torch.Tensor:
+    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32))
+    return rgb @ torch.tensor([0.299, 0.587, 0.114])   # BT.601 luma in 0..255
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", action="append", required=True, help="a strength_curve.py records.jsonl (repeatable)")
+    ap.add_argument("--low", type=float, default=0.75, help="the strength the rule picks for low-noise LR")
+    ap.add_argument("--thresholds", default="1.5,2,2.5,3", help="noise σ thresholds (0..255 luma)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    lpips: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))  # set -> S -> image
+    for f in a.records:
+        for line in Path(f).read_text().splitlines():
+            r = json.loads(line)
+            if r["method"].startswith("S="):
+                lpips[r["set"]][r["method"]][r["image"]] = r["lpips"]
+    low, thresholds = f"S={a.low:g}", [float(t) for t in a.thresholds.split(",")]
+    rows, rule_rows, sets = [], [], {}
+    for name, by_s in lpips.items():
+        if low not in by_s or "S=1" not in by_s:
+            sys.exit(f"error: the records of {name} lack {low} or S=1; run strength_curve.py with both")
+        items = {it.name: it for it in open_set(name).items}
+        images = sorted(set.intersection(*(set(v) for v in by_s.values())))
+        sigma = {im: noise_sigma(lr_luma(items[im].lr_path)) for im in images}
+        means = {s: float(np.mean([v[im] for im in images])) for s, v in by_s.items()}
+        oracle = float(np.mean([min(v[im] for v in by_s.values()) for im in images]))
+        gain = [by_s[low][im] - by_s["S=1"][im] for im in images]
+        corr = float(np.corrcoef([sigma[im] for im in images], gain)[0, 1])
+        best = min(means, key=means.get)
+        sets[name] = {"n": len(images), "mean_lpips": means, "best_fixed": best, "oracle": oracle,
+                      "sigma_p10_p50_p90": [float(x) for x in np.percentile(list(sigma.values()), [10, 50, 90])],
+                      "corr_sigma_vs_low_minus_1": corr, "rule": {}}
+        rows.append([name, len(images), means["S=1"], means[low], f"{best} ({means[best]:.4f})", oracle,
+                     " / ".join(f"{x:.2f}" for x in sets[name]["sigma_p10_p50_p90"]), corr])
+        for t in thresholds:
+            rule = {im: by_s[low][im] if sigma[im] < t else by_s["S=1"][im] for im in images}
+            c = paired_claim(by_s["S=1"], rule, higher_is_better=False)
+            frac = float(np.mean([sigma[im] < t for im in images]))
+            sets[name]["rule"][str(t)] = {"mean_lpips": float(np.mean(list(rule.values()))), "fraction_low": frac,
+                                          "vs_S1": {k: c[k] for k in ("diff", "se", "n", "verdict")}}
+            rule_rows.append([name, f"{t:g}", frac, float(np.mean(list(rule.values()))),
+                              f"{c['diff']:+.4f} ± {c['se']:.4f}"])
+    prov = provenance([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", {**prov, "records": a.records, "low": a.low, "sets": sets})
+    text = ["# Strength picked per input: headroom and a no-reference noise rule", "", provenance_md(prov), "",
+            "LPIPS-alex (lower is better) of the model at strength S, per set. Oracle: each image at its own best S "
+            "(an optimistic bound). σ: Immerkær's noise estimate of the LR luma (0..255), 10th / 50th / 90th "
+            f"percentile. corr: Pearson correlation over images of σ with LPIPS({low}) − LPIPS(S=1).", "",
+            md_table(["set", "n", "S=1", low, "best fixed S", "oracle", "σ p10 / p50 / p90", "corr"], rows), "",
+            f"Rule: {low} where σ < threshold, else S=1. Paired against S=1 (mean ± SE over images).", "",
+            md_table(["set", "threshold", f"fraction at {low}", "mean LPIPS", "rule − S=1"], rule_rows), ""]
+    (out / "results.md").write_text("\n".join(text))
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
