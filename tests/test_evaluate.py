@@ -189,6 +189,23 @@ def test_bench_writes_results(tmp_path, capsys):
     assert "round-robin" in md and "GFLOP/s" in md and (out / "bench.png").is_file()
 
 
+def test_bench_goal_reads_medians_and_shows_the_ratio_within_each_round():
+    """The goal's speed-up is the ratio of medians; per_round pairs the peer's and the model's run of
+    the same round, so a load change between rounds shows as a wide range, not as a shifted median."""
+    from upstep.evaluate.bench import _goal
+
+    peer = [0.30, 0.30, 0.90, 0.30, 0.30]      # round 3 ran under load for both
+    model = [0.10, 0.10, 0.30, 0.10, 0.20]     # and round 5 only for the model
+    rows = [{"size": 128, "method": "model@1", "median_s": 0.10, "runs_s": model},
+            {"size": 128, "method": "realesr-general-x4v3", "median_s": 0.30, "runs_s": peer}]
+    (g,) = _goal(rows)
+    assert g["speedup"] == pytest.approx(3.0) and g["met"]
+    assert g["per_round"] == {"median": pytest.approx(3.0), "min": pytest.approx(1.5), "max": pytest.approx(3.0),
+                              "below_target": 1, "rounds": 5}
+    (g,) = _goal([{**r, "runs_s": r["runs_s"][:4]} if r["method"] == "model@1" else r for r in rows])
+    assert "per_round" not in g             # runs of unequal length are not paired
+
+
 def test_bench_quick_preset():
     from upstep.cli import build_parser
     from upstep.evaluate.bench import _options
