@@ -206,6 +206,24 @@ def test_bench_goal_reads_medians_and_shows_the_ratio_within_each_round():
     assert "per_round" not in g             # runs of unequal length are not paired
 
 
+def test_bench_fresh_process_peak_leaves_no_leaked_semaphores(tmp_path):
+    """The peak-memory child exits normally: no 'leaked semaphore' warning when Python shuts down
+    (the pool's terminate() left one per run, printed after every `upstep bench`)."""
+    import subprocess
+    import sys
+
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    code = ("from upstep.evaluate.bench import peak_in_fresh_process\n"
+            "if __name__ == '__main__':\n"
+            f"    r = peak_in_fresh_process(model={str(model)!r}, load_kw={{'device': 'cpu'}}, method='model@1', "
+            "size=32, weights_dir=None)\n"
+            "    assert r['peak_mem_mb'] >= 0, r\n")
+    (tmp_path / "child.py").write_text(code)
+    p = subprocess.run([sys.executable, str(tmp_path / "child.py")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "leaked semaphore" not in p.stderr
+
+
 def test_bench_quick_preset():
     from upstep.cli import build_parser
     from upstep.evaluate.bench import _options

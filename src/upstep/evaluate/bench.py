@@ -175,8 +175,12 @@ def peak_in_fresh_process(**kw) -> dict:
     import multiprocessing as mp
 
     os.environ["UPSTEP_BENCH_THREADS"] = str(torch.get_num_threads())
-    with mp.get_context("spawn").Pool(1) as pool:
+    pool = mp.get_context("spawn").Pool(1)
+    try:
         return pool.apply(_child_peak, kwds=kw)
+    finally:  # close + join, not the context manager's terminate: the child exits normally and frees
+        pool.close()  # the semaphores it made, else Python warns of leaked ones at shutdown
+        pool.join()
 
 
 FULL = {"sizes": "128,256,512", "steps": "1,4,15,50", "memory_sizes": "256,512,1024", "untiled_max": 512,
