@@ -56,9 +56,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     lpips: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))  # set -> S -> image
-    for f in a.records:
+    source: dict[str, int] = {}   # set -> which --records file holds it
+    for i, f in enumerate(a.records):
         for line in Path(f).read_text().splitlines():
             r = json.loads(line)
+            if source.setdefault(r["set"], i) != i:
+                sys.exit(f"error: {f}: set {r['set']} is also in {a.records[source[r['set']]]}; "
+                         "give each set's records once")
             if r["method"].startswith("S="):
                 lpips[r["set"]][r["method"]][r["image"]] = r["lpips"]
     low, thresholds = f"S={a.low:g}", [float(t) for t in a.thresholds.split(",")]

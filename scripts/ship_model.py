@@ -75,8 +75,8 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
             "weights_dtype": "float16"}
     fid_model = None
     if run_share is not None and (not soup or not 0 < run_share < 1):
-        raise UpstepError(f"--run-share needs --soup and a value between 0 and 1 (RUN's weight in the soup's mean), "
-                          f"got {run_share}" + ("" if soup else " without --soup"))
+        raise UpstepError(f"--run-share needs --soup and a value strictly between 0 and 1 (RUN's weight in the "
+                          f"soup's mean), got {run_share}" + ("" if soup else " without --soup"))
     if no_strength and (not fidelity or blend is None or fidelity_shared):
         raise UpstepError("--no-strength needs --fidelity and --blend, and not --fidelity-shared: it ships the blend "
                           "without the fidelity end")

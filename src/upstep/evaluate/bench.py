@@ -177,10 +177,15 @@ def peak_in_fresh_process(**kw) -> dict:
     os.environ["UPSTEP_BENCH_THREADS"] = str(torch.get_num_threads())
     pool = mp.get_context("spawn").Pool(1)
     try:
-        return pool.apply(_child_peak, kwds=kw)
-    finally:  # close + join, not the context manager's terminate: the child exits normally and frees
-        pool.close()  # the semaphores it made, else Python warns of leaked ones at shutdown
+        result = pool.apply(_child_peak, kwds=kw)
+    except BaseException:  # an error or Ctrl-C: stop the child now (joining a lost job would hang)
+        pool.terminate()
+        raise
+    else:  # close, not the context manager's terminate: the child exits normally and frees the
+        pool.close()  # semaphores it made, else Python warns of leaked ones at shutdown
+    finally:
         pool.join()
+    return result
 
 
 FULL = {"sizes": "128,256,512", "steps": "1,4,15,50", "memory_sizes": "256,512,1024", "untiled_max": 512,
