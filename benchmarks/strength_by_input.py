@@ -1,5 +1,6 @@
-"""Would a strength picked per input from the LR alone help? Reads ``strength_curve.py`` per-image
-records (LPIPS-alex at each strength S) and asks, per set:
+"""Would a strength picked per input from the LR alone help? Reads the per-image records of
+``strength_curve.py`` runs (LPIPS-alex at each strength S; ``--curve`` is a run's ``--out`` folder)
+and asks, per set:
 
 - the best fixed S, and the per-image oracle (each image at its own best S; an optimistic upper
   bound, since the minimum of noisy figures is biased low);
@@ -7,10 +8,8 @@ records (LPIPS-alex at each strength S) and asks, per set:
   estimation", eq. 2, on the luma in 0..255) is below a threshold, else S = 1; its mean LPIPS, paired
   against S = 1 (mean ± SE over images), for each threshold.
 
-    python benchmarks/strength_by_input.py \\
-        --records docs/results/strength_default_x4_soup/records.jsonl \\
-        --records docs/results/strength_default_x4_soup_imagenet/records.jsonl \\
-        --out docs/results/strength_by_input
+    python benchmarks/strength_by_input.py --curve docs/results/strength_default_x4_soup \\
+        --curve docs/results/strength_default_x4_soup_imagenet --out docs/results/strength_by_input
 
 The records name dev sets; thresholds read off them are dev-set choices, not held-out figures.
 """
@@ -20,17 +19,17 @@ import argparse
 import json
 import math
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from upstep.evaluate.ablation import paired_claim
+from upstep.errors import UpstepError
+from upstep.evaluate.ablation import paired_claim, per_image
 from upstep.evaluate.report import md_table, provenance, provenance_md, write_json
 from upstep.evaluate.sets import open_set
+from upstep.io import LUMA, read_image, to_model_rgb
 
 # Immerkær's mask: the difference of two Laplacians, which cancels locally linear image content
 IMMERKAER = torch.tensor([[1., -2., 1.], [-2., 4., -2.], [1., -2., 1.]])[None, None]
@@ -44,35 +43,50 @@ def noise_sigma(luma: torch.Tensor) -> float:
 
 
 def lr_luma(path: Path) -> torch.Tensor:
-    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32))
-    return rgb @ torch.tensor([0.299, 0.587, 0.114])   # BT.601 luma in 0..255
+    """BT.601 luma of an image file in 0..255, any mode (``upstep.io.read_image``)."""
+    return (to_model_rgb(read_image(path)) * torch.tensor(LUMA).view(3, 1, 1)).sum(0) * 255
+
+
+def curve_lpips(folder: str) -> dict[str, dict[str, dict[str, float]]]:
+    """{set: {"S=s": {image: LPIPS}}} of one strength_curve.py run (its results.json names the sets
+    and strengths; ``ablation.per_image`` reads its records.jsonl)."""
+    meta = Path(folder) / "results.json"
+    if not meta.is_file():
+        raise UpstepError(f"{folder}: no results.json; give the --out folder of a finished strength_curve.py run")
+    info = json.loads(meta.read_text())
+    try:
+        return {name: {f"S={s:g}": per_image(Path(folder), name, f"S={s:g}", "lpips") for s in info["strengths"]}
+                for name in info["sets"]}
+    except ValueError as e:   # a missing or broken records.jsonl, or a strength without records
+        raise UpstepError(str(e)) from None
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", action="append", required=True, help="a strength_curve.py records.jsonl (repeatable)")
+    ap.add_argument("--curve", action="append", required=True,
+                    help="the --out folder of a strength_curve.py run (repeatable, one per set group)")
     ap.add_argument("--low", type=float, default=0.75, help="the strength the rule picks for low-noise LR")
     ap.add_argument("--thresholds", default="1.5,2,2.5,3", help="noise σ thresholds (0..255 luma)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    lpips: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))  # set -> S -> image
-    source: dict[str, int] = {}   # set -> which --records file holds it
-    for i, f in enumerate(a.records):
-        for line in Path(f).read_text().splitlines():
-            r = json.loads(line)
-            if source.setdefault(r["set"], i) != i:
-                sys.exit(f"error: {f}: set {r['set']} is also in {a.records[source[r['set']]]}; "
-                         "give each set's records once")
-            if r["method"].startswith("S="):
-                lpips[r["set"]][r["method"]][r["image"]] = r["lpips"]
+    lpips: dict[str, dict[str, dict[str, float]]] = {}
+    for folder in a.curve:
+        for name, by_s in curve_lpips(folder).items():
+            if name in lpips:
+                raise UpstepError(f"{folder}: set {name} is in another --curve too; give each set once")
+            lpips[name] = by_s
     low, thresholds = f"S={a.low:g}", [float(t) for t in a.thresholds.split(",")]
     rows, rule_rows, sets = [], [], {}
     for name, by_s in lpips.items():
         if low not in by_s or "S=1" not in by_s:
-            sys.exit(f"error: the records of {name} lack {low} or S=1; run strength_curve.py with both")
-        items = {it.name: it for it in open_set(name).items}
+            raise UpstepError(f"the curve of {name} lacks {low} or S=1; run strength_curve.py with both")
+        bench_set = open_set(name)
+        items = {it.name: it.lr_path for it in bench_set.items}
         images = sorted(set.intersection(*(set(v) for v in by_s.values())))
-        sigma = {im: noise_sigma(lr_luma(items[im].lr_path)) for im in images}
+        if missing := [im for im in images if items.get(im) is None]:
+            raise UpstepError(f"{name}: no LR image for {', '.join(missing[:3])} in {bench_set.root}; "
+                              "are the records from another copy of the set?")
+        sigma = {im: noise_sigma(lr_luma(items[im])) for im in images}
         means = {s: float(np.mean([v[im] for im in images])) for s, v in by_s.items()}
         oracle = float(np.mean([min(v[im] for v in by_s.values()) for im in images]))
         gain = [by_s[low][im] - by_s["S=1"][im] for im in images]
@@ -94,7 +108,7 @@ def main(argv=None) -> int:
     prov = provenance([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", {**prov, "records": a.records, "low": a.low, "sets": sets})
+    write_json(out / "results.json", {**prov, "curves": a.curve, "low": a.low, "sets": sets})
     text = ["# Strength picked per input: headroom and a no-reference noise rule", "", provenance_md(prov), "",
             "LPIPS-alex (lower is better) of the model at strength S, per set. Oracle: each image at its own best S "
             "(an optimistic bound). σ: Immerkær's noise estimate of the LR luma (0..255), 10th / 50th / 90th "
@@ -108,4 +122,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UpstepError as e:
+        sys.exit(f"strength_by_input: error: {e}")
