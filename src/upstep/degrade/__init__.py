@@ -9,7 +9,11 @@ Pipelines (``degrade(hr, scale, pipeline)``):
   and JPEG), for fidelity models that must stay close to the clean image;
 * ``realesrgan_ref``: Real-ESRGAN's pipeline with the reference's hard JPEG rounding
   (``REFERENCE`` there);
-* ``camera_blur``: clean but blurred LR, as real cameras give (:mod:`upstep.degrade.camera`).
+* ``camera_blur``: clean but blurred LR, as real cameras give (:mod:`upstep.degrade.camera`);
+* ``camera_pair``: a camera-like *pair*: the HR target is softened as a real camera's HR is, and the
+  LR is ``camera_blur`` of that target (:mod:`upstep.degrade.camera`). A pipeline that changes the
+  target runs only through ``degrade(..., with_target=True)``, which returns (target, LR); a caller
+  that keeps the HR as its target gets a ValueError instead of silently mismatched pairs.
 
 A *mixture* is a dict ``{pipeline: weight}`` (e.g. ``{"realesrgan": 0.8, "bicubic": 0.2}``, a
 config's ``data.degradation``): each image of the batch draws its pipeline with those
@@ -88,44 +92,77 @@ def _camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None
     return camera_blur(hr, scale, generator=generator)
 
 
+def _camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None):
+    from upstep.degrade.camera import camera_pair
+
+    return camera_pair(hr, scale, generator=generator)
+
+
 # name -> fn(hr, scale, generator=None) -> lr
 pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan,
              "realesrgan_mild": _realesrgan_mild, "realesrgan_ref": _realesrgan_ref, "camera_blur": _camera_blur}
+# name -> fn(hr, scale, generator=None) -> (target, lr): pipelines that also change the HR target
+pair_pipelines = {"camera_pair": _camera_pair}
+
+
+def known_pipelines() -> list[str]:
+    return sorted(pipelines) + sorted(pair_pipelines)
 
 
 def check_pipeline(pipeline) -> None:
     """A ValueError naming what is wrong with a pipeline name or mixture."""
     names = list(pipeline) if isinstance(pipeline, dict) else [pipeline]
-    bad = [n for n in names if n not in pipelines]
+    bad = [n for n in names if n not in pipelines and n not in pair_pipelines]
     if bad:
-        raise ValueError(f"unknown degradation pipeline {bad[0]!r}; known: {sorted(pipelines)}")
+        raise ValueError(f"unknown degradation pipeline {bad[0]!r}; known: {known_pipelines()}")
     if isinstance(pipeline, dict) and (any(float(w) < 0 for w in pipeline.values()) or
                                        sum(float(w) for w in pipeline.values()) <= 0):
         raise ValueError(f"degradation mixture {pipeline}: weights must be >= 0 with a positive sum")
 
 
+def _run(name: str, hr: torch.Tensor, scale: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, lr) of one pipeline; the target is ``hr`` (cropped to a multiple of ``scale``)
+    unless the pipeline changes it."""
+    if name in pair_pipelines:
+        return pair_pipelines[name](hr, scale, generator=generator)
+    return _crop(hr, scale), pipelines[name](hr, scale, generator=generator)
+
+
 def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, with_target: bool = False):
     """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline`` (a name
-    or a ``{name: weight}`` mixture, one pipeline drawn per image)."""
+    or a ``{name: weight}`` mixture, one pipeline drawn per image). ``with_target``: return
+    (target, LR), the target being the HR (cropped to a multiple of ``scale``) except where a
+    pair pipeline changed it; without it, a pair pipeline is refused."""
     check_pipeline(pipeline)
+    names = sorted(pipeline) if isinstance(pipeline, dict) else [pipeline]
+    pairs = [n for n in names if n in pair_pipelines]
+    if pairs and not with_target:
+        raise ValueError(f"degradation {pairs[0]!r} also changes the HR target, which this caller keeps as it "
+                         "is; use it where the recipe trains on degrade(..., with_target=True) (the standard "
+                         "and perceptual recipes, `upstep degrade`)")
     if not isinstance(pipeline, dict):
-        return pipelines[pipeline](hr, scale, generator=generator)
+        target, lr = _run(pipeline, hr, scale, generator)
+        return (target, lr) if with_target else lr
     squeeze = hr.ndim == 3
-    x = hr[None] if squeeze else hr
-    names = sorted(pipeline)
+    x = _crop(hr[None] if squeeze else hr, scale)
     probs = torch.tensor([float(pipeline[n]) for n in names], dtype=torch.float64)
     pick = torch.multinomial(probs, x.shape[0], replacement=True, generator=generator)
-    out = None
+    out, target = None, x.clone() if pairs else x
     for k, name in enumerate(names):   # every name, even if unpicked: size-independent draws
         idx = torch.nonzero(pick == k).flatten()
         if idx.numel() == 0:
             continue
-        lr = pipelines[name](x[idx.to(x.device)], scale, generator=generator)
+        t, lr = _run(name, x[idx.to(x.device)], scale, generator)
         if out is None:
             out = lr.new_zeros((x.shape[0], *lr.shape[1:]))
         out[idx.to(x.device)] = lr
-    return out[0] if squeeze else out
+        if name in pair_pipelines:
+            target[idx.to(x.device)] = t.to(target.dtype)
+    if squeeze:
+        out, target = out[0], target[0]
+    return (target, out) if with_target else out
 
 
-__all__ = ["as_batch", "imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "pipelines", "quantize"]
+__all__ = ["as_batch", "imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "known_pipelines", "pipelines",
+           "pair_pipelines", "quantize"]

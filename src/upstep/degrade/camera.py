@@ -27,6 +27,7 @@ from upstep.degrade.realesrgan import MAX_KERNEL, _generator, _uniform, add_gaus
 from upstep.degrade.resize import imresize
 
 SIGMA_LR = (0.3, 0.8)     # blur width in LR pixels
+SIGMA_HR = (0.7, 1.1)     # camera_pair: the HR target's blur width in HR pixels
 NOISE = (0.0, 3.0)        # Gaussian noise sigma, 0-255 units
 GRAY_NOISE_PROB = 0.4
 
@@ -52,4 +53,18 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     return lr[0] if squeeze else lr
 
 
-__all__ = ["camera_blur", "SIGMA_LR"]
+def camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None,
+                sigma_hr: tuple[float, float] = SIGMA_HR) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, LR) from ``hr`` (N, C, H, W) or (C, H, W) in [0, 1], HR cropped to a multiple of
+    ``scale``: the target is ``hr`` blurred by a Gaussian of σ ~ U(sigma_hr) HR px (per image), the
+    LR is :func:`camera_blur` of the target (module docstring)."""
+    g = _generator(generator)
+    x, squeeze = as_batch(hr, scale, "camera_pair")
+    x = x.float()
+    s = _uniform(g, x.shape[0], *sigma_hr)
+    target = blur(x, gaussian_kernel(MAX_KERNEL, s, s, torch.zeros_like(s), pad_to=MAX_KERNEL)).to(hr.dtype)
+    lr = camera_blur(target, scale, generator=g)
+    return (target[0], lr[0]) if squeeze else (target, lr)
+
+
+__all__ = ["camera_blur", "camera_pair", "SIGMA_LR", "SIGMA_HR"]

@@ -21,13 +21,13 @@ from upstep.errors import UpstepError
 
 
 def add_degrade_arguments(parser: argparse.ArgumentParser) -> None:
-    from upstep.degrade import pipelines
+    from upstep.degrade import known_pipelines
 
     parser.add_argument("inputs", nargs="+", help="HR image files or folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (gets HR/ and LR/)")
     parser.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    parser.add_argument("--pipeline", default="realesrgan", choices=sorted(pipelines),
-                        help="degradation (default: realesrgan)")
+    parser.add_argument("--pipeline", default="realesrgan", choices=known_pipelines(),
+                        help="degradation (default: realesrgan); camera_pair also softens the HR it writes")
     parser.add_argument("--seed", type=int, default=0, help="base seed; each file's seed also hashes its name")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true")
@@ -87,7 +87,7 @@ def run_degrade(args) -> int:
             raise ValueError(f"{path}: {w}x{h} is smaller than the scale x{args.scale}")
         hr = hr[:, : h - h % args.scale, : w - w % args.scale]
         g = torch.Generator().manual_seed(image_seed(args.seed, rel))
-        lr = degrade(hr[None], args.scale, args.pipeline, generator=g)[0]
+        hr, lr = (x[0] for x in degrade(hr[None], args.scale, args.pipeline, generator=g, with_target=True))
         uio.write_image(_to_pil(hr), hr_dest, overwrite=args.overwrite, inputs=[path])
         uio.write_image(_to_pil(lr), lr_dest, overwrite=args.overwrite, inputs=[path])
         return hr_dest, lr_dest

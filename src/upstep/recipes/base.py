@@ -60,17 +60,25 @@ def make_lr(hr01: torch.Tensor, scale: int, pipeline: str, generator: torch.Gene
     return degrade(hr01, scale, pipeline, generator=generator)
 
 
+def make_pair(hr01: torch.Tensor, scale: int, pipeline: str, generator: torch.Generator):
+    """HR [0,1] -> (target, LR) in [0,1]: the target is the HR except where the degradation makes
+    a camera-like pair (``upstep.degrade.pair_pipelines``)."""
+    return degrade(hr01, scale, pipeline, generator=generator, with_target=True)
+
+
 @torch.no_grad()
 def validate_models(models: dict[str, tuple[nn.Module, int]], hr01: torch.Tensor,
                     degradation: str) -> dict[str, float]:
     """PSNR-Y (border = scale, uint8 outputs) of each ``name -> (model, steps)`` and of bicubic,
     on held-apart crops degraded with ``degradation`` (fixed seeds: the same LR and the same
-    noise for every model and every validation)."""
+    noise for every model and every validation). Outputs are compared with the degradation's
+    target: the HR crops, or their softened version where it makes camera-like pairs."""
     from upstep.metrics import psnr, quantize
 
     any_model = next(iter(models.values()))[0]
     s = any_model.scale
-    lr = make_lr(hr01.cpu(), s, degradation, torch.Generator().manual_seed(12345)).to(hr01.device)
+    target, lr = make_pair(hr01.cpu(), s, degradation, torch.Generator().manual_seed(12345))
+    hr01, lr = target.to(hr01.device), lr.to(hr01.device)
     out = {}
     for name, (model, steps) in models.items():
         was_training = model.training

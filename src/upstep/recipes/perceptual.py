@@ -68,7 +68,7 @@ from upstep.nn.autoencoders import (KLAutoencoder, PixelUnshuffleAutoencoder, Re
                                     ResizeConvAutoencoder)
 from upstep.nn.discriminators import ProjectedDiscriminator, d_hinge_loss, g_hinge_loss
 from upstep.recipes.autoencoder import section
-from upstep.recipes.base import Recipe, make_lr, validate_models
+from upstep.recipes.base import Recipe, make_pair, validate_models
 
 DEFAULTS = {"train_unet": True, "decoder": {"kind": "refine", "channels": 12, "layers": 3},
             "l1_weight": 1.0, "feature_weight": 1.0, "gan_weight": 0.1, "gan_start": 0,
@@ -193,13 +193,15 @@ class PerceptualRecipe(Recipe):
                 lr=t["lr"] * c["disc_lr_mult"], betas=(0.0, 0.99))
 
     def generator_inputs(self, hr01: torch.Tensor, g: torch.Generator):
-        """(z_l, eps, x_l): the LR's latent, the noise, and the LR itself in [0, 1]."""
+        """(z_l, eps, x_l, target): the LR's latent, the noise, the LR itself in [0, 1], and the
+        pair's target in [0, 1] (``hr01``, or its camera-like softening: ``make_pair``)."""
         m = self.model
-        lr = make_lr(hr01.cpu(), m.scale, self.degradation, g).to(hr01.device)
+        target, lr = make_pair(hr01.cpu(), m.scale, self.degradation, g)
+        target, lr = target.to(hr01.device), lr.to(hr01.device)
         with torch.no_grad():
             z_l = m.encode_cond(m.upsample_lr(lr * 2 - 1, hr01.shape[-2:]))
         eps = torch.randn(z_l.shape, generator=g).to(z_l.device, z_l.dtype)
-        return z_l, eps, lr
+        return z_l, eps, lr, target
 
     @torch.no_grad()
     def teacher_output(self, lr01: torch.Tensor, eps: torch.Tensor, size) -> torch.Tensor:
@@ -215,14 +217,14 @@ class PerceptualRecipe(Recipe):
 
     def generator_loss(self, step: int, hr01: torch.Tensor, g: torch.Generator) -> dict:
         c = self.c
-        hr = hr01 * 2 - 1
         if c["usm_target"]:   # Real-ESRGAN: degrade and reconstruct USM(GT); D_H still sees the plain GT
             from upstep.degrade.usm import usm_sharpen
 
-            target01 = usm_sharpen(hr01)
-        else:
-            target01 = hr01
-        z_l, eps, lr = self.generator_inputs(target01, g)
+            z_l, eps, lr, target01 = self.generator_inputs(usm_sharpen(hr01), g)
+            hr = hr01 * 2 - 1
+        else:   # D_H sees the pair's target: the HR, or its camera-like softening (camera_pair)
+            z_l, eps, lr, target01 = self.generator_inputs(hr01, g)
+            hr = target01 * 2 - 1
         target = target01 * 2 - 1 if self.teacher is None else self.teacher_output(lr, eps, hr01.shape[-2:])
         with self.accelerator.autocast():
             sr = self.wrapped["generator"](z_l, eps).float()
@@ -282,7 +284,7 @@ class PerceptualRecipe(Recipe):
         hr_energy = grid_energy(hr01, factor).mean()
         kinds = {"": "bicubic"} if self.degradation == "bicubic" else {"": "bicubic", "_degraded": self.degradation}
         for suffix, deg in kinds.items():   # the grain showed on realistic LR only (perceptual_x4_probe)
-            lr = make_lr(hr01.cpu(), model.scale, deg, torch.Generator().manual_seed(12345)).to(hr01.device)
+            lr = make_pair(hr01.cpu(), model.scale, deg, torch.Generator().manual_seed(12345))[1].to(hr01.device)
             sr = model.upscale_tensor(lr * 2 - 1, steps=1, generator=torch.Generator().manual_seed(54321))
             out[f"val_grid_energy_ratio{suffix}"] = float(grid_energy(((sr + 1) / 2).clamp(0, 1), factor).mean() / hr_energy)
         return out

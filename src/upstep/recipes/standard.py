@@ -16,7 +16,7 @@ import copy
 import torch
 
 from upstep.diffusion.schedule import sample_t
-from upstep.recipes.base import Recipe, build_sr_model, make_lr
+from upstep.recipes.base import Recipe, build_sr_model, make_pair
 
 
 def diffusion_loss(model, z0: torch.Tensor, z_l: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
@@ -44,11 +44,13 @@ class StandardRecipe(Recipe):
                                                      weight_decay=tcfg.get("weight_decay", 0.0))}
 
     def encode_pair(self, hr01: torch.Tensor, scale: int, g: torch.Generator):
-        lr = make_lr(hr01.cpu(), scale, self.cfg["data"].get("degradation", "bicubic"), g)
+        """(z_h, z_l): latents of the pair's target (the HR, or its camera-like softening) and LR."""
+        target, lr = make_pair(hr01.cpu(), scale, self.cfg["data"].get("degradation", "bicubic"), g)
         lr_up = self.model.upsample_lr(lr.to(hr01.device) * 2 - 1, hr01.shape[-2:])
         with torch.no_grad():
             ae = self.model.autoencoder
-            return self.encode_frozen(ae, hr01 * 2 - 1), self.encode_frozen(ae, lr_up, self.model.encode_cond)
+            return (self.encode_frozen(ae, target.to(hr01.device) * 2 - 1),
+                    self.encode_frozen(ae, lr_up, self.model.encode_cond))
 
     def frozen_latents(self, hr01: torch.Tensor, g: torch.Generator):
         return self.encode_pair(hr01, self.model.scale, g)
