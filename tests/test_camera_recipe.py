@@ -169,3 +169,15 @@ def test_the_perceptual_recipe_reconstructs_and_shows_d_the_pairs_target(tmp_pat
     assert torch.allclose(out["losses"]["l1"], (out["sr"] - (target * 2 - 1)).abs().mean())
     assert torch.allclose(out["hr"], target * 2 - 1)      # D_H's real images: the camera-like target
     assert not torch.allclose(out["hr"], hr * 2 - 1, atol=1e-3)
+
+
+def test_a_recipe_that_keeps_the_hr_as_its_target_refuses_camera_pair_before_training():
+    from upstep.config import load_config
+    from upstep.errors import ConfigError
+    from upstep.recipes import build_recipe
+    from upstep.train.loop import make_accelerator
+
+    cfg = load_config("resshift_teacher_tiny.json")
+    cfg["data"]["degradation"] = {"camera_pair": 0.4, "bicubic": 0.6}
+    with pytest.raises(ConfigError, match="'camera_pair' changes the HR target, which the 'resshift_teacher'"):
+        build_recipe(cfg, make_accelerator(cfg["train"]))

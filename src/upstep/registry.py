@@ -47,4 +47,12 @@ def build_recipe(cfg: dict, accelerator):
                           "upstep.recipes.scale_distill.run_chain, not as a single recipe")
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
-    return _resolve(RECIPES[name])(cfg, accelerator)
+    cls = _resolve(RECIPES[name])
+    from upstep.degrade import pair_pipelines
+
+    deg = cfg.get("data", {}).get("degradation", "bicubic")
+    pairs = sorted(n for n in (deg if isinstance(deg, dict) else [deg]) if n in pair_pipelines)
+    if pairs and not getattr(cls, "trains_on_pair_targets", False):
+        raise ConfigError(f"data.degradation {pairs[0]!r} changes the HR target, which the {name!r} recipe "
+                          "does not train on; use it with the standard or perceptual recipe")
+    return cls(cfg, accelerator)

@@ -100,6 +100,7 @@ class Recipe:
     trainable: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     ema_names: tuple[str, ...] = ()
+    trains_on_pair_targets = False  # True: trains on make_pair's target (camera_pair allowed)
     latent_cache = None  # the loop sets an upstep.train.latent_cache.LatentCache with train.latent_cache
 
     def __init__(self, cfg: dict, accelerator):

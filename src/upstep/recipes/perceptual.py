@@ -143,6 +143,7 @@ def load_start_model(cfg: dict, decoder_cfg: dict | None, degrid: bool = False) 
 
 class PerceptualRecipe(Recipe):
     ema_names = ("generator",)
+    trains_on_pair_targets = True
 
     def __init__(self, cfg: dict, accelerator):
         super().__init__(cfg, accelerator)

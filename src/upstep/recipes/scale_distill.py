@@ -95,6 +95,8 @@ class ScaleDistillRecipe(StandardRecipe):
     """The student is an ``SRDiffusionModel`` exactly like the standard recipe's (its ``export``
     and ``validate`` are inherited); only its initialisation and its target differ."""
 
+    trains_on_pair_targets = False   # its two LR views come from make_lr: the HR stays the target
+
     def __init__(self, cfg: dict, accelerator):
         Recipe.__init__(self, cfg, accelerator)  # not StandardRecipe's: the student is not built from `model`
         self.d = d = distill_settings(cfg)

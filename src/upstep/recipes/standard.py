@@ -33,6 +33,7 @@ def diffusion_loss(model, z0: torch.Tensor, z_l: torch.Tensor, t: torch.Tensor, 
 
 class StandardRecipe(Recipe):
     ema_names = ("unet",)
+    trains_on_pair_targets = True
 
     def __init__(self, cfg: dict, accelerator):
         super().__init__(cfg, accelerator)
