@@ -171,13 +171,54 @@ def test_the_perceptual_recipe_reconstructs_and_shows_d_the_pairs_target(tmp_pat
     assert not torch.allclose(out["hr"], hr * 2 - 1, atol=1e-3)
 
 
-def test_a_recipe_that_keeps_the_hr_as_its_target_refuses_camera_pair_before_training():
+@pytest.mark.parametrize("recipe", ["resshift_teacher", "colearn", "scale_distill", "decoder_finetune"])
+def test_a_recipe_that_keeps_the_hr_as_its_target_refuses_camera_pair_before_training(recipe):
     from upstep.config import load_config
     from upstep.errors import ConfigError
     from upstep.recipes import build_recipe
     from upstep.train.loop import make_accelerator
 
-    cfg = load_config("resshift_teacher_tiny.json")
+    cfg = load_config({"resshift_teacher": "resshift_teacher_tiny.json", "colearn": "colearn_tiny.json"}
+                      .get(recipe, "sr_x4_tiny.json"))
+    cfg["recipe"] = recipe   # refused from the recipe's class, before anything is built
     cfg["data"]["degradation"] = {"camera_pair": 0.4, "bicubic": 0.6}
-    with pytest.raises(ConfigError, match="'camera_pair' changes the HR target, which the 'resshift_teacher'"):
+    with pytest.raises(ConfigError, match=f"'camera_pair' changes the HR target, which the '{recipe}'"):
         build_recipe(cfg, make_accelerator(cfg["train"]))
+
+
+@pytest.mark.parametrize("key,value", [("usm_target", True), ("teacher", "start")])
+def test_the_perceptual_recipe_refuses_a_second_target_with_camera_pair(tmp_path, key, value):
+    from conftest import make_tiny_model
+    from test_perceptual import make_perceptual, perceptual_cfg
+    from upstep.errors import ConfigError
+    from upstep.model import save_model
+
+    save_model(make_tiny_model(), tmp_path / "start")
+    cfg = perceptual_cfg(tmp_path / "start", **{key: str(tmp_path / value) if key == "teacher" else value})
+    cfg["data"]["degradation"] = {"camera_pair": 0.4, "bicubic": 0.6}
+    with pytest.raises(ConfigError, match=f"'camera_pair' sets the target .* perceptual.{key}"):
+        make_perceptual(cfg)
+
+
+def test_plain_pipelines_draw_as_before_pair_pipelines_existed():
+    """A mixture of the plain pipelines gives the LR that the code before camera_pair gave (pinned:
+    the sum of 8-bit levels from 3eb93b9; a change in the order or number of random draws moves it
+    by thousands, a platform's last-bit float difference by a level or two), and with_target returns
+    the HR itself as the target."""
+    hr = torch.rand(6, 3, 50, 46, generator=torch.Generator().manual_seed(0))
+    mix = {"realesrgan_ref": 0.4, "camera_blur": 0.3, "bicubic": 0.2, "realesrgan": 0.1}
+    lr = degrade(hr, 4, mix, generator=torch.Generator().manual_seed(7))
+    assert lr.shape == (6, 3, 12, 11)
+    assert abs(float((lr.double() * 255).round().sum()) - 304038) <= 5
+    target, lr2 = degrade(hr, 4, mix, generator=torch.Generator().manual_seed(7), with_target=True)
+    assert target is hr and torch.equal(lr2, lr)
+
+
+@pytest.mark.parametrize("shape", [(3, 70, 67), (2, 3, 37, 50)])
+def test_camera_pair_keeps_the_hrs_shape_for_any_size(shape):
+    hr = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    target, lr = degrade(hr, 4, "camera_pair", torch.Generator().manual_seed(0), with_target=True)
+    assert target.shape == hr.shape
+    assert lr.shape[-2:] == (shape[-2] // 4, shape[-1] // 4) and lr.ndim == hr.ndim
+    t2, lr2 = degrade(hr, 4, {"camera_pair": 0.5, "bicubic": 0.5}, torch.Generator().manual_seed(0), with_target=True)
+    assert t2.shape == hr.shape and lr2.shape == lr.shape

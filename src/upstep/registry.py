@@ -48,10 +48,9 @@ def build_recipe(cfg: dict, accelerator):
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     cls = _resolve(RECIPES[name])
-    from upstep.degrade import pair_pipelines
+    from upstep.degrade import pair_names
 
-    deg = cfg.get("data", {}).get("degradation", "bicubic")
-    pairs = sorted(n for n in (deg if isinstance(deg, dict) else [deg]) if n in pair_pipelines)
+    pairs = pair_names(cfg.get("data", {}).get("degradation", "bicubic"))
     if pairs and not getattr(cls, "trains_on_pair_targets", False):
         raise ConfigError(f"data.degradation {pairs[0]!r} changes the HR target, which the {name!r} recipe "
                           "does not train on; use it with the standard or perceptual recipe")

@@ -109,6 +109,11 @@ def known_pipelines() -> list[str]:
     return sorted(pipelines) + sorted(pair_pipelines)
 
 
+def pair_names(pipeline) -> list[str]:
+    """The pair pipelines (those that change the target) a pipeline name or mixture uses."""
+    return sorted(n for n in (pipeline if isinstance(pipeline, dict) else [pipeline]) if n in pair_pipelines)
+
+
 def check_pipeline(pipeline) -> None:
     """A ValueError naming what is wrong with a pipeline name or mixture."""
     names = list(pipeline) if isinstance(pipeline, dict) else [pipeline]
@@ -121,22 +126,22 @@ def check_pipeline(pipeline) -> None:
 
 
 def _run(name: str, hr: torch.Tensor, scale: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target, lr) of one pipeline; the target is ``hr`` (cropped to a multiple of ``scale``)
-    unless the pipeline changes it."""
+    """(target, lr) of one pipeline; the target is ``hr`` itself (not a copy) unless the pipeline
+    changes it, and always has ``hr``'s shape (the LR is of ``hr`` cropped to a multiple of ``scale``)."""
     if name in pair_pipelines:
         return pair_pipelines[name](hr, scale, generator=generator)
-    return _crop(hr, scale), pipelines[name](hr, scale, generator=generator)
+    return hr, pipelines[name](hr, scale, generator=generator)
 
 
 def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
             generator: torch.Generator | None = None, with_target: bool = False):
     """The front door the training recipes use: HR [0,1] -> LR [0,1] with ``pipeline`` (a name
     or a ``{name: weight}`` mixture, one pipeline drawn per image). ``with_target``: return
-    (target, LR), the target being the HR (cropped to a multiple of ``scale``) except where a
-    pair pipeline changed it; without it, a pair pipeline is refused."""
+    (target, LR), the target being the HR (same shape, not a copy) except where a pair pipeline
+    changed it; without it, a pair pipeline is refused."""
     check_pipeline(pipeline)
     names = sorted(pipeline) if isinstance(pipeline, dict) else [pipeline]
-    pairs = [n for n in names if n in pair_pipelines]
+    pairs = pair_names(pipeline)
     if pairs and not with_target:
         raise ValueError(f"degradation {pairs[0]!r} also changes the HR target, which this caller keeps as it "
                          "is; use it where the recipe trains on degrade(..., with_target=True) (the standard "
@@ -145,7 +150,7 @@ def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
         target, lr = _run(pipeline, hr, scale, generator)
         return (target, lr) if with_target else lr
     squeeze = hr.ndim == 3
-    x = _crop(hr[None] if squeeze else hr, scale)
+    x = hr[None] if squeeze else hr
     probs = torch.tensor([float(pipeline[n]) for n in names], dtype=torch.float64)
     pick = torch.multinomial(probs, x.shape[0], replacement=True, generator=generator)
     out, target = None, x.clone() if pairs else x
@@ -165,4 +170,4 @@ def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
 
 
 __all__ = ["as_batch", "imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "known_pipelines", "pipelines",
-           "pair_pipelines", "quantize"]
+           "pair_names", "pair_pipelines", "quantize"]

@@ -55,12 +55,13 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
 
 def camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None,
                 sigma_hr: tuple[float, float] = SIGMA_HR) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target, LR) from ``hr`` (N, C, H, W) or (C, H, W) in [0, 1], HR cropped to a multiple of
-    ``scale``: the target is ``hr`` blurred by a Gaussian of σ ~ U(sigma_hr) HR px (per image), the
-    LR is :func:`camera_blur` of the target (module docstring)."""
+    """(target, LR) from ``hr`` (N, C, H, W) or (C, H, W) in [0, 1]: the target, of ``hr``'s shape,
+    is ``hr`` blurred by a Gaussian of σ ~ U(sigma_hr) HR px (per image); the LR is
+    :func:`camera_blur` of the target (which crops it to a multiple of ``scale``), module docstring."""
     g = _generator(generator)
-    x, squeeze = as_batch(hr, scale, "camera_pair")
-    x = x.float()
+    as_batch(hr, scale, "camera_pair")     # the same errors as the other pipelines for a bad shape
+    squeeze = hr.ndim == 3
+    x = (hr[None] if squeeze else hr).float()
     s = _uniform(g, x.shape[0], *sigma_hr)
     target = blur(x, gaussian_kernel(MAX_KERNEL, s, s, torch.zeros_like(s), pad_to=MAX_KERNEL)).to(hr.dtype)
     lr = camera_blur(target, scale, generator=g)

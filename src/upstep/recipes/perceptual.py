@@ -171,6 +171,13 @@ class PerceptualRecipe(Recipe):
             if ae.vae.post_quant_conv is not None:
                 ae.vae.post_quant_conv.requires_grad_(True)
         self.generator = OneStepGenerator(self.model)
+        from upstep.degrade import pair_names
+
+        pairs = pair_names(self.degradation)
+        for key in ("usm_target", "teacher"):
+            if pairs and c[key]:
+                raise ConfigError(f"perceptual: data.degradation {pairs[0]!r} sets the target (a camera-like pair), "
+                                  f"and so does perceptual.{key}; use one of them")
         self.teacher = None
         if c["teacher"]:
             if c["usm_target"]:
@@ -223,7 +230,7 @@ class PerceptualRecipe(Recipe):
 
             z_l, eps, lr, target01 = self.generator_inputs(usm_sharpen(hr01), g)
             hr = hr01 * 2 - 1
-        else:   # D_H sees the pair's target: the HR, or its camera-like softening (camera_pair)
+        else:   # D_H sees the pair's target: the HR, or its camera-like softening (camera_pair; not with usm_target)
             z_l, eps, lr, target01 = self.generator_inputs(hr01, g)
             hr = target01 * 2 - 1
         target = target01 * 2 - 1 if self.teacher is None else self.teacher_output(lr, eps, hr01.shape[-2:])
