@@ -11,6 +11,14 @@ and asks, per set:
     python benchmarks/strength_by_input.py --curve docs/results/strength_default_x4_soup \\
         --curve docs/results/strength_default_x4_soup_imagenet --out docs/results/strength_by_input
 
+With ``--detector DIR`` (``upstep.camera_detect``, the rule of ``--strength auto``) it also applies
+S_low where the detector's P(camera-like) > 0.5, else S = 1, paired against S = 1 and, with
+``--peer-results DIR`` (a folder of ``benchmarks/real_camera.py`` outputs, ``DIR/<set>/results.json``),
+against the peer ``--peer`` on the same images:
+
+    python benchmarks/strength_by_input.py --curve ... --curve ... --detector runs/camera_detector \
+        --peer-results docs/results/real_camera/independent_arms --out docs/results/strength_auto
+
 The records name dev sets; thresholds read off them are dev-set choices, not held-out figures.
 """
 from __future__ import annotations
@@ -61,14 +69,54 @@ def curve_lpips(folder: str) -> dict[str, dict[str, dict[str, float]]]:
         raise UpstepError(str(e)) from None
 
 
+def _pm(c: dict) -> str:
+    return f"{c['diff']:+.4f} ± {c['se']:.4f}"
+
+
+def detector_rule(detector, items: dict, images: list[str], by_s: dict, low: str, name: str,
+                  peer_results: str | None, peer: str) -> dict:
+    """--strength auto's rule on one set: ``low`` where P(camera-like) > 0.5, else S=1; paired
+    against S=1 and, given ``peer_results``, against the peer's per-image LPIPS."""
+    from upstep.camera_detect import camera_probability
+
+    prob = {im: camera_probability(detector, to_model_rgb(read_image(items[im]))[None]) for im in images}
+    rule = {im: by_s[low][im] if prob[im] > 0.5 else by_s["S=1"][im] for im in images}
+    keep = ("diff", "se", "n", "verdict")
+    out = {"fraction_camera": float(np.mean([prob[im] > 0.5 for im in images])),
+           "mean_lpips": float(np.mean(list(rule.values()))), "probability": prob,
+           "vs_S1": {k: paired_claim(by_s["S=1"], rule, higher_is_better=False)[k] for k in keep}}
+    if peer_results:
+        path = Path(peer_results) / name / "results.json"
+        if not path.is_file():
+            raise UpstepError(f"{path}: not found; --peer-results needs a real_camera.py output per set")
+        rec = json.loads(path.read_text())["per_image"].get(peer)
+        if rec is None:
+            raise UpstepError(f"{path}: no per-image records of {peer}")
+        theirs = dict(zip(rec["image"], rec["lpips"]))
+        if missing := [im for im in images if im not in theirs]:
+            raise UpstepError(f"{path}: {peer} lacks {', '.join(missing[:3])}; are these the same images?")
+        theirs = {im: theirs[im] for im in images}
+        out["vs_peer"] = {k: paired_claim(theirs, rule, higher_is_better=False)[k] for k in keep}
+        out["S1_vs_peer"] = {k: paired_claim(theirs, by_s["S=1"], higher_is_better=False)[k] for k in keep}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--curve", action="append", required=True,
                     help="the --out folder of a strength_curve.py run (repeatable, one per set group)")
     ap.add_argument("--low", type=float, default=0.75, help="the strength the rule picks for low-noise LR")
     ap.add_argument("--thresholds", default="1.5,2,2.5,3", help="noise σ thresholds (0..255 luma)")
+    ap.add_argument("--detector", default=None, help="a camera detector folder: also measure --strength auto's rule")
+    ap.add_argument("--peer-results", default=None, help="DIR/<set>/results.json with the peer's per-image LPIPS")
+    ap.add_argument("--peer", default="realesr-general-x4v3")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    detector = None
+    if a.detector:
+        from upstep.camera_detect import load_detector
+
+        detector = load_detector(a.detector)
     lpips: dict[str, dict[str, dict[str, float]]] = {}
     for folder in a.curve:
         for name, by_s in curve_lpips(folder).items():
@@ -76,7 +124,7 @@ def main(argv=None) -> int:
                 raise UpstepError(f"{folder}: set {name} is in another --curve too; give each set once")
             lpips[name] = by_s
     low, thresholds = f"S={a.low:g}", [float(t) for t in a.thresholds.split(",")]
-    rows, rule_rows, sets = [], [], {}
+    rows, rule_rows, det_rows, sets = [], [], [], {}
     for name, by_s in lpips.items():
         if low not in by_s or "S=1" not in by_s:
             raise UpstepError(f"the curve of {name} lacks {low} or S=1; run strength_curve.py with both")
@@ -105,10 +153,15 @@ def main(argv=None) -> int:
                                           "vs_S1": {k: c[k] for k in ("diff", "se", "n", "verdict")}}
             rule_rows.append([name, f"{t:g}", frac, float(np.mean(list(rule.values()))),
                               f"{c['diff']:+.4f} ± {c['se']:.4f}"])
+        if detector is not None:
+            sets[name]["auto"] = auto = detector_rule(detector, items, images, by_s, low, name, a.peer_results, a.peer)
+            det_rows.append([name, auto["fraction_camera"], auto["mean_lpips"], _pm(auto["vs_S1"])]
+                            + ([_pm(auto["vs_peer"]), _pm(auto["S1_vs_peer"])] if "vs_peer" in auto else ["—", "—"]))
     prov = provenance([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", {**prov, "curves": a.curve, "low": a.low, "sets": sets})
+    write_json(out / "results.json", {**prov, "curves": a.curve, "low": a.low, "detector": a.detector,
+                                      "peer_results": a.peer_results, "peer": a.peer, "sets": sets})
     text = ["# Strength picked per input: headroom and a no-reference noise rule", "", provenance_md(prov), "",
             "LPIPS-alex (lower is better) of the model at strength S, per set. Oracle: each image at its own best S "
             "(an optimistic bound). σ: Immerkær's noise estimate of the LR luma (0..255), 10th / 50th / 90th "
@@ -116,6 +169,11 @@ def main(argv=None) -> int:
             md_table(["set", "n", "S=1", low, "best fixed S", "oracle", "σ p10 / p50 / p90", "corr"], rows), "",
             f"Rule: {low} where σ < threshold, else S=1. Paired against S=1 (mean ± SE over images).", "",
             md_table(["set", "threshold", f"fraction at {low}", "mean LPIPS", "rule − S=1"], rule_rows), ""]
+    if detector is not None:
+        text += [f"`--strength auto`: {low} where the detector ({a.detector}) gives P(camera-like) > 0.5, else S=1. "
+                 f"Paired per image (mean ± SE); the peer's LPIPS from {a.peer_results}.", "",
+                 md_table(["set", "fraction camera-like", "mean LPIPS", "auto − S=1", f"auto − {a.peer}",
+                           f"S=1 − {a.peer}"], det_rows), ""]
     (out / "results.md").write_text("\n".join(text))
     print("\n".join(text))
     return 0

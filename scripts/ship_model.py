@@ -60,7 +60,7 @@ from upstep.paths import package_weights_dir
 def main(run: str, name: str, fidelity: str | None = None, dest: str | None = None,
          trained_with: str | None = None, blend: float | None = None, tuned_from: str | None = None,
          soup: list[str] | None = None, fidelity_shared: bool = False, no_strength: bool = False,
-         run_share: float | None = None) -> None:
+         run_share: float | None = None, auto_strength: str | None = None) -> None:
     run_dir = Path(run)
     for need in (run_dir / "config.json", run_dir / "log.jsonl"):
         if not need.is_file():
@@ -73,6 +73,18 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
             "train_config": train_cfg, "steps": log[-1]["step"] if log else None,
             "val_psnr_y_1step": last_val.get("val_psnr"), "val_psnr_y_bicubic": last_val.get("val_psnr_bicubic"),
             "weights_dtype": "float16"}
+    if auto_strength is not None:   # the model's rule for --strength auto, its default (upstep.strength)
+        from upstep.strength import check_strength
+
+        try:
+            camera_like, otherwise = (check_strength(v) for v in auto_strength.split(","))
+        except ValueError:
+            raise UpstepError(f"--auto-strength wants CAMERA_LIKE,OTHERWISE (two strengths), got {auto_strength!r}") from None
+        if not fidelity or no_strength:
+            raise UpstepError("--auto-strength needs --fidelity (and not --no-strength): auto may pick a strength below 1")
+        info["auto_strength"] = {"camera_like": camera_like, "otherwise": otherwise, "threshold": 0.5,
+                                 "detector": "upstep/assets/camera-detector",
+                                 "measured": "docs/results/strength_auto"}
     fid_model = None
     if run_share is not None and (not soup or not 0 < run_share < 1):
         raise UpstepError(f"--run-share needs --soup and a value strictly between 0 and 1 (RUN's weight in the "
@@ -177,9 +189,12 @@ if __name__ == "__main__":
                          "equally (default: all equal)")
     ap.add_argument("--trained-with", default=None, help="the command that trained the run, when it is not "
                     "`upstep train configs/<config name>.json` (e.g. a script with overrides)")
+    ap.add_argument("--auto-strength", default=None, metavar="CAMERA_LIKE,OTHERWISE",
+                    help="the model's --strength auto rule, also its default: CAMERA_LIKE where the camera detector "
+                         "(upstep.camera_detect) gives P > 0.5, else OTHERWISE (needs --fidelity)")
     a = ap.parse_args()
     try:
         main(a.run, a.name, a.fidelity, a.dest, a.trained_with, a.blend, a.tuned_from, a.soup,
-             a.fidelity_shared, a.no_strength, a.run_share)
+             a.fidelity_shared, a.no_strength, a.run_share, a.auto_strength)
     except UpstepError as e:
         sys.exit(f"ship_model: error: {e}")

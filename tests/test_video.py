@@ -174,3 +174,24 @@ def test_video_frames_get_the_decompression_bomb_guard(tmp_path, clip, model_dir
     assert _run(clip, tmp_path / "x.mp4", model_dir, "--max-pixels", "200") == 1
     assert "16x16 frames = 256 pixels exceed the limit of 200" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_strength_is_picked_once_per_video(tmp_path, clip, monkeypatch):
+    """default-x4's auto strength is read from the first frame and kept: a strength that changed from
+    frame to frame would flicker."""
+    from upstep.api import Upscaler
+
+    calls = []
+    real = Upscaler.resolve_strength
+
+    def counted(self, strength, lr01):
+        calls.append(strength)
+        return real(self, strength, lr01)
+
+    monkeypatch.setattr(Upscaler, "resolve_strength", counted)
+    dest = tmp_path / "clip_auto.mkv"
+    assert main(["upscale", str(clip), "-o", str(dest), "--no-progress", "--video-codec", "ffv1"]) == 0
+    assert len(frames(dest)) == 5
+    assert calls[0] is None                                 # the first frame: the model's default (auto)
+    assert all(c is not None for c in calls[1:])            # every later frame: the number picked then
+    assert len({c for c in calls[1:]}) <= 1

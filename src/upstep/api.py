@@ -10,6 +10,8 @@ Strength (``upscale(..., strength=S)``): ``upstep.strength``.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import threading
 from dataclasses import dataclass
@@ -226,8 +228,10 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
 class Upscaler:
     """A loaded model plus the tiled one-step pipeline, working on PIL images.
 
-    ``strength`` (0..1, ``upstep.strength``): None runs the model's own weights (S = 1); other
-    values need the model's fidelity end (``fidelity.safetensors``, or a shipped model its config names). ``out_size`` = (w, h): the model's
+    ``strength`` (0..1, ``upstep.strength``): 1 runs the model's own weights; other values need the
+    model's fidelity end (``fidelity.safetensors``, or a shipped model its config names). "auto"
+    picks one per image from the LR by the model's rule (``upstep.strength.auto_strength_rule``;
+    default-x4 has one); None is "auto" for such a model on the torch backend, else 1. ``out_size`` = (w, h): the model's
     output resized down to that size (``resize_output``); at most the model's scale on each axis."""
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", tile: int | str = "auto",
@@ -250,9 +254,39 @@ class Upscaler:
         folder = getattr(self.model, "folder", None)
         return folder is not None and fidelity_weights_path(folder) is not None
 
-    def _set_strength(self, strength: float | None) -> None:
-        from upstep.strength import NetworkInterpolation, check_strength, read_fidelity_state
+    @functools.cached_property
+    def auto_rule(self) -> dict | None:
+        """The model's rule for strength "auto", or None (``upstep.strength.auto_strength_rule``)."""
+        from upstep.strength import auto_strength_rule
 
+        return auto_strength_rule(getattr(self.model, "folder", None))
+
+    def resolve_strength(self, strength, lr01: torch.Tensor) -> float | None:
+        """The number ``strength`` stands for on the image ``lr01`` (None: the model's own weights)."""
+        from upstep.strength import AUTO, pick_auto_strength
+
+        if strength is None:
+            if self.auto_rule is None or self.backend != "torch":
+                return None
+            strength = AUTO
+        if strength != AUTO:
+            return strength
+        if self.auto_rule is None:
+            raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
+                              "give a number between 0 and 1 instead")
+        if lr01.ndim == 4 and lr01.shape[0] != 1:
+            raise UpstepError("strength 'auto' picks one strength per image; upscale one image at a time")
+        s = pick_auto_strength(self.auto_rule, lr01)
+        return None if s == 1.0 else s
+
+    def _set_strength(self, strength: float | None) -> None:
+        from upstep.strength import AUTO, NetworkInterpolation, check_strength, read_fidelity_state
+
+        if strength == AUTO:
+            if self.auto_rule is None:
+                raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
+                                  "give a number between 0 and 1 instead")
+            strength = self.auto_rule["camera_like"]   # prepare: the end auto may need
         if strength is None:
             if self._interp is not None:
                 self._interp.set(1.0)
@@ -291,6 +325,7 @@ class Upscaler:
                        out_size: tuple[int, int] | None = None) -> torch.Tensor:
         """NCHW (or CHW) RGB in [0, 1] -> upscaled, same layout; ``out_size`` = (w, h)."""
         size = self.output_size((lr01.shape[-1], lr01.shape[-2]), out_size)
+        strength = self.resolve_strength(strength, lr01)
         with self._lock:
             self._set_strength(strength)
             out = self.pipeline.upscale(lr01, steps=steps, seed=seed, colorfix=colorfix, progress=progress)

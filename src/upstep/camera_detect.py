@@ -14,11 +14,12 @@ the logit over up to ``MAX_CROPS`` crops of at most ``CROP`` px on a regular gri
 bounded for any input size.
 
 Files: ``model.safetensors`` + ``config.json`` (architecture, training settings and log), as every
-upstep checkpoint; the shipped one is ``upstep/weights/camera-detector``
+upstep checkpoint; the shipped one is ``upstep/assets/camera-detector``
 (``scripts/train_camera_detector.py`` makes it).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -34,7 +35,7 @@ CROP = 128        # largest crop side read at inference (LR px)
 MAX_CROPS = 16    # at most this many crops per image
 POSITIVE = "camera_blur"
 NEGATIVE = {"realesrgan_ref": 0.4, "realesrgan": 0.3, "bicubic": 0.3}
-SHIPPED = Path(__file__).parent / "weights" / "camera-detector"
+SHIPPED = Path(__file__).parent / "assets" / "camera-detector"
 
 
 class CameraDetector(nn.Module):
@@ -110,6 +111,12 @@ def load_detector(folder: str | Path | None = None) -> CameraDetector:
     return det.eval()
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_detector() -> CameraDetector:
+    """The detector shipped in the package (loaded once)."""
+    return load_detector(SHIPPED)
+
+
 # ---- training ------------------------------------------------------------------------------
 def training_crops(paths: list[Path], images: int, per_image: int, size: int, seed: int) -> torch.Tensor:
     """``per_image`` random ``size``² HR crops from each of the first ``images`` of ``paths``
@@ -170,5 +177,5 @@ def train_detector(hr: torch.Tensor, scale: int = 4, steps: int = 6000, batch: i
     return det, {"val_accuracy": acc, "val_examples": int(val), "train_examples": int(len(train))}
 
 
-__all__ = ["CameraDetector", "camera_probability", "grid_crops", "load_detector", "save_detector",
+__all__ = ["CameraDetector", "camera_probability", "grid_crops", "load_detector", "save_detector", "shipped_detector",
            "train_detector", "training_crops", "POSITIVE", "NEGATIVE", "SHIPPED"]

@@ -63,6 +63,44 @@ def check_strength(strength: float) -> float:
     return s
 
 
+AUTO = "auto"
+
+
+def auto_strength_rule(folder: str | Path | None) -> dict | None:
+    """The model's rule for strength "auto" (``info.auto_strength`` in its config.json:
+    {"camera_like": S, "otherwise": S, "threshold": p}), or None when it declares none. A model that
+    declares one runs "auto" when no strength is asked for (``docs/results/strength_auto``)."""
+    import json
+
+    if folder is None:
+        return None
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rule = (cfg.get("info") or {}).get("auto_strength") if isinstance(cfg, dict) else None
+    if rule is None:
+        return None
+    try:
+        return {"camera_like": check_strength(rule["camera_like"]), "otherwise": check_strength(rule["otherwise"]),
+                "threshold": float(rule["threshold"])}
+    except (KeyError, TypeError, ValueError, UpstepError) as e:
+        raise ModelLoadError(f"{Path(folder) / 'config.json'}: info.auto_strength must be "
+                             f'{{"camera_like": S, "otherwise": S, "threshold": p}} with S in 0..1 ({e})') from None
+
+
+def pick_auto_strength(rule: dict, lr01: torch.Tensor) -> float:
+    """Strength "auto" for one LR image (RGB in [0, 1]): ``rule["camera_like"]`` where the shipped
+    camera detector (``upstep.camera_detect``) gives P(camera-like) above ``rule["threshold"]``,
+    else ``rule["otherwise"]``."""
+    from upstep.camera_detect import camera_probability, shipped_detector
+
+    if min(lr01.shape[-2:]) < 4:     # too small to read: the model's own default
+        return rule["otherwise"]
+    p = camera_probability(shipped_detector(), lr01)
+    return rule["camera_like"] if p > rule["threshold"] else rule["otherwise"]
+
+
 def complete_fidelity_state(model: nn.Module, fid: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """The fidelity end θ_fid with every key of ``model`` (the perceptual model): ``fid`` checked
     against it (same keys and shapes) and a decoder perceptual training added filled in at its

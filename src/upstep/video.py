@@ -122,8 +122,16 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
         expected = vin.frames or None  # frame count from the container header, when it has one
 
+        picked = []   # strength "auto" (or a model's auto default) is picked on the first frame, then kept:
+                      # a strength that changed from frame to frame would flicker
+
         def upscale_frame(img: Image.Image) -> Image.Image:  # the image path; same seed: same noise
-            return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix, strength=strength)
+            if not picked:
+                from upstep.io import loaded_from_pil, to_model_rgb
+
+                picked.append(up.resolve_strength(strength, to_model_rgb(loaded_from_pil(img))))
+            s = picked[0] if picked[0] is not None else (1.0 if up.has_strength else None)
+            return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix, strength=s)
 
         def write(tmp: str) -> None:
             with av.open(tmp, "w") as out, tqdm(total=expected, desc=src.name, unit="frame",

@@ -178,13 +178,14 @@ class Service:
                  limits: Limits | None = None):
         from upstep.api import available_models, resolve_model
         from upstep.io import DEFAULT_MAX_PIXELS
-        from upstep.strength import fidelity_weights_path
+        from upstep.strength import auto_strength_rule, fidelity_weights_path
 
         self.models = {}
         for name in [*available_models(), *map(str, extra_models)]:
             folder = resolve_model(name)
             self.models[name] = {"id": name, "label": name, "scale": _model_scale(folder), "folder": folder,
-                                 "strength": fidelity_weights_path(folder) is not None}
+                                 "strength": fidelity_weights_path(folder) is not None,
+                                 "auto_strength": auto_strength_rule(folder) is not None}
         if not self.models:
             raise UpstepError("no model to serve: none is shipped and no --model folder was given")
         self.load_kw = {"device": device, "dtype": dtype, "tile": tile, "overlap": overlap}
@@ -203,7 +204,7 @@ class Service:
 
     # -- what the page and the API show ------------------------------------------------------
     def model_list(self) -> list[dict]:
-        return [{k: m[k] for k in ("id", "label", "scale", "strength")} for m in self.models.values()]
+        return [{k: m[k] for k in ("id", "label", "scale", "strength", "auto_strength")} for m in self.models.values()]
 
     def job_status(self, job_id: str) -> dict | None:
         """The job's status; None if unknown; ``{"gone": rule}`` if it was dropped."""

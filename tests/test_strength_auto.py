@@ -1,0 +1,97 @@
+"""--strength auto (issue 29): a model's auto rule picks a strength per image from the shipped
+camera detector; it is the default of a model that declares one (default-x4)."""
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import upstep
+from upstep.camera_detect import SHIPPED, camera_probability, load_detector
+from upstep.cli import main
+from upstep.errors import ModelLoadError, UpstepError
+from upstep.paths import data_root
+from upstep.strength import auto_strength_rule
+
+ROOT = Path(__file__).resolve().parents[1]
+# the shipped detector (scripts/train_camera_detector.py --out runs/camera_detector, copied); regenerate with
+#   sha256sum src/upstep/assets/camera-detector/model.safetensors
+DETECTOR_SHA256 = "9a04bd5b43ca00efe568112c0b5d42f39236f71261f2404a6b40c8bb66881e1d"
+
+
+def test_the_shipped_detector_is_pinned_and_loads_without_pickle():
+    assert hashlib.sha256((SHIPPED / "model.safetensors").read_bytes()).hexdigest() == DETECTOR_SHA256
+    assert sorted(p.name for p in SHIPPED.iterdir()) == ["config.json", "model.safetensors"]
+    info = json.loads((SHIPPED / "config.json").read_text())["info"]
+    assert info["command"].startswith("python scripts/train_camera_detector.py")
+    load_detector()
+
+
+def test_auto_rules_are_read_from_the_config_and_malformed_ones_refused(tmp_path):
+    assert auto_strength_rule(upstep.api.resolve_model("default-x4")) == {"camera_like": 0.75, "otherwise": 1.0,
+                                                                          "threshold": 0.5}
+    assert auto_strength_rule(upstep.api.resolve_model("fidelity-x4")) is None
+    (tmp_path / "config.json").write_text(json.dumps({"info": {"auto_strength": {"camera_like": 2, "otherwise": 1,
+                                                                                   "threshold": 0.5}}}))
+    with pytest.raises(ModelLoadError, match="info.auto_strength"):
+        auto_strength_rule(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def dx4():
+    return upstep.load("default-x4", device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize("p,want", [(0.9, 0.75), (0.1, 1.0)])
+def test_auto_runs_the_rules_strength_for_the_detectors_answer(dx4, monkeypatch, p, want):
+    import upstep.camera_detect as cd
+
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: p)
+    lr = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    explicit = dx4.upscale_tensor(lr, strength=want)
+    assert torch.equal(dx4.upscale_tensor(lr, strength="auto"), explicit)
+    assert torch.equal(dx4.upscale_tensor(lr), explicit)              # auto is default-x4's default
+    other = dx4.upscale_tensor(lr, strength=1.75 - want)
+    assert not torch.equal(other, explicit)                           # ... and the two strengths differ
+
+
+def test_auto_is_refused_where_it_cannot_apply(dx4):
+    with pytest.raises(UpstepError, match="one image at a time"):
+        dx4.upscale_tensor(torch.rand(2, 3, 8, 8), strength="auto")
+    fid = upstep.load("fidelity-x4", device="cpu")
+    with pytest.raises(UpstepError, match="needs a model with an auto rule"):
+        fid.upscale_tensor(torch.rand(1, 3, 8, 8), strength="auto")
+    lr = torch.rand(1, 3, 8, 8)
+    assert torch.equal(fid.upscale_tensor(lr), fid.upscale_tensor(lr, strength=None))   # no rule: as shipped
+
+
+def test_cli_takes_auto_and_refuses_other_words(tmp_path, capsys):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.new("RGB", (12, 10), (120, 60, 30)).save(src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.png"), "--strength", "auto"]) == 0
+    assert (tmp_path / "out.png").is_file()
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o2.png"), "--strength", "sharp"]) == 2
+    assert "strength must be a number" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o3.png"), "--model", "fidelity-x4",
+                 "--strength", "auto"]) != 0
+    assert "auto rule" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
+def test_the_detector_gives_the_probabilities_the_results_file_holds():
+    """docs/results/strength_auto was measured with runs/camera_detector, the file shipped here: the
+    first 8 realsr_canon and BSD100 images give the recorded P(camera-like) (float tolerance)."""
+    from upstep.evaluate.sets import open_set
+    from upstep.io import read_image, to_model_rgb
+
+    res = json.loads((ROOT / "docs/results/strength_auto/results.json").read_text())
+    det = load_detector()
+    for name in ("realsr_canon", "bsd100"):
+        recorded = res["sets"][name]["auto"]["probability"]
+        s = open_set(name)
+        for it in sorted(s.items, key=lambda i: i.name)[:8]:
+            p = camera_probability(det, to_model_rgb(read_image(it.lr_path))[None])
+            assert abs(p - recorded[it.name]) < 1e-4, (name, it.name)
