@@ -78,7 +78,7 @@ def main(run: str, name: str, fidelity: str | None = None, dest: str | None = No
 
         try:
             camera_like, otherwise = (check_strength(v) for v in auto_strength.split(","))
-        except ValueError:
+        except (ValueError, UpstepError):
             raise UpstepError(f"--auto-strength wants CAMERA_LIKE,OTHERWISE (two strengths), got {auto_strength!r}") from None
         if not fidelity or no_strength:
             raise UpstepError("--auto-strength needs --fidelity (and not --no-strength): auto may pick a strength below 1")

@@ -63,7 +63,36 @@ def test_auto_is_refused_where_it_cannot_apply(dx4):
     with pytest.raises(UpstepError, match="needs a model with an auto rule"):
         fid.upscale_tensor(torch.rand(1, 3, 8, 8), strength="auto")
     lr = torch.rand(1, 3, 8, 8)
-    assert torch.equal(fid.upscale_tensor(lr), fid.upscale_tensor(lr, strength=None))   # no rule: as shipped
+    # no rule and no fidelity end: the default is the model as shipped, which S = 1 names too
+    assert torch.equal(fid.upscale_tensor(lr), fid.upscale_tensor(lr, strength=1.0))
+
+
+def test_a_batch_without_a_strength_runs_the_weights_as_shipped(dx4, monkeypatch):
+    import upstep.camera_detect as cd
+
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: 0.9)   # auto would pick 0.75
+    lr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(dx4.upscale_tensor(lr), dx4.upscale_tensor(lr, strength=1.0))
+    assert not torch.equal(dx4.upscale_tensor(lr[:1]), dx4.upscale_tensor(lr[:1], strength=1.0))
+
+
+@pytest.mark.parametrize("rule,says", [({"camera_like": 0.75, "otherwise": 1, "threshold": "nan"}, "not a probability"),
+                                       ({"camera_like": 0.75, "otherwise": 1, "threshold": 0.5, "detector": "mine"},
+                                        "only the shipped")])
+def test_a_rule_that_cannot_be_honoured_is_refused(tmp_path, rule, says):
+    (tmp_path / "config.json").write_text(json.dumps({"info": {"auto_strength": rule}}))
+    with pytest.raises(ModelLoadError, match=says):
+        auto_strength_rule(tmp_path)
+
+
+def test_a_model_with_a_rule_but_no_fidelity_end_fails_at_load(tmp_path):
+    import shutil
+
+    folder = tmp_path / "dx4"
+    shutil.copytree(upstep.api.resolve_model("default-x4"), folder)
+    (folder / "fidelity.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="auto strength rule but the folder holds no fidelity end"):
+        upstep.load(str(folder), device="cpu")
 
 
 def test_cli_takes_auto_and_refuses_other_words(tmp_path, capsys):
@@ -95,3 +124,31 @@ def test_the_detector_gives_the_probabilities_the_results_file_holds():
         for it in sorted(s.items, key=lambda i: i.name)[:8]:
             p = camera_probability(det, to_model_rgb(read_image(it.lr_path))[None])
             assert abs(p - recorded[it.name]) < 1e-4, (name, it.name)
+
+
+@pytest.mark.skipif(not (data_root() / "eval" / "set14").is_dir(), reason="benchmark data not found")
+def test_the_set14_images_auto_moves_match_the_evaluation_records():
+    """img_008 and img_012 are the Set14 images the detector calls camera-like: default-x4 (auto, its
+    default) gives the PSNR-Y that eval_default_x4_auto recorded, not the S = 1 run's."""
+    from upstep.evaluate.sets import open_set
+    from upstep.metrics import psnr, quantize
+
+    def recorded(folder):
+        lines = (ROOT / "docs/results" / folder / "records.jsonl").read_text().splitlines()
+        return {r["image"]: r["psnr"] for r in map(json.loads, lines) if r["set"] == "set14" and r["method"] == "model@1"}
+
+    auto, s1 = recorded("eval_default_x4_auto"), recorded("eval_default_x4_soup")
+    up = upstep.load("default-x4", device="cpu", dtype="float32")
+    s = open_set("set14")
+    for item in [it for it in s.items if it.name in ("img_008", "img_012")]:
+        lr, hr = s.load(item, 4)
+        got = float(psnr(quantize(up.upscale_tensor(lr, steps=1)), hr, crop_border=4))
+        assert abs(got - auto[item.name]) < 0.02 and abs(auto[item.name] - s1[item.name]) > 0.05, item.name
+
+
+def test_eval_takes_a_strength_or_auto():
+    from upstep.evaluate.runner import _strength_arg
+
+    assert _strength_arg(None) is None and _strength_arg("AUTO") == "auto" and _strength_arg("0.5") == 0.5
+    with pytest.raises(UpstepError, match="between 0"):
+        _strength_arg("1.5")

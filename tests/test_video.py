@@ -177,21 +177,16 @@ def test_video_frames_get_the_decompression_bomb_guard(tmp_path, clip, model_dir
 
 
 def test_auto_strength_is_picked_once_per_video(tmp_path, clip, monkeypatch):
-    """default-x4's auto strength is read from the first frame and kept: a strength that changed from
-    frame to frame would flicker."""
-    from upstep.api import Upscaler
+    """default-x4's auto strength is read from the first frame and kept for every frame (a strength
+    that changed from frame to frame would flicker): with the detector saying "camera-like", each
+    output frame is the image path's output at 0.75, and the detector runs once."""
+    import upstep.camera_detect as cd
 
-    calls = []
-    real = Upscaler.resolve_strength
-
-    def counted(self, strength, lr01):
-        calls.append(strength)
-        return real(self, strength, lr01)
-
-    monkeypatch.setattr(Upscaler, "resolve_strength", counted)
+    asked = []
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: asked.append(1) or 0.9)
     dest = tmp_path / "clip_auto.mkv"
     assert main(["upscale", str(clip), "-o", str(dest), "--no-progress", "--video-codec", "ffv1"]) == 0
-    assert len(frames(dest)) == 5
-    assert calls[0] is None                                 # the first frame: the model's default (auto)
-    assert all(c is not None for c in calls[1:])            # every later frame: the number picked then
-    assert len({c for c in calls[1:]}) <= 1
+    assert len(asked) == 1
+    up = upstep.load("default-x4", device="cpu")
+    for (lr, _), (sr, _) in zip(frames(clip), frames(dest)):
+        np.testing.assert_array_equal(sr, np.asarray(up.upscale(Image.fromarray(lr), seed=0, strength=0.75)))

@@ -245,6 +245,9 @@ class Upscaler:
                                       channels_last=channels_last, backend=self.backend)
         self._interp = None  # upstep.strength.NetworkInterpolation, made on the first strength asked
         self._lock = threading.Lock()  # weights at one strength for the whole of a run
+        if self.auto_rule is not None and not self.has_strength:   # read now: a broken rule fails at load
+            raise ModelLoadError(f"{self.model.folder}: its config declares an auto strength rule but the folder "
+                                 "holds no fidelity end (fidelity.safetensors); restore it or ship the model again")
 
     @property
     def has_strength(self) -> bool:
@@ -265,15 +268,20 @@ class Upscaler:
         """The number ``strength`` stands for on the image ``lr01`` (None: the model's own weights)."""
         from upstep.strength import AUTO, pick_auto_strength
 
-        if strength is None:
-            if self.auto_rule is None or self.backend != "torch":
-                return None
+        implicit = strength is None
+        if implicit:
+            if self.auto_rule is None or self.backend != "torch" or (lr01.ndim == 4 and lr01.shape[0] != 1):
+                return None          # the model's own weights: no rule, no strength control, or a batch
+            strength = AUTO
+        if isinstance(strength, str) and strength.lower() == AUTO:
             strength = AUTO
         if strength != AUTO:
             return strength
         if self.auto_rule is None:
             raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
                               "give a number between 0 and 1 instead")
+        if self.backend != "torch":
+            raise UpstepError("strength 'auto' works with the torch backend only; drop --backend onnxruntime")
         if lr01.ndim == 4 and lr01.shape[0] != 1:
             raise UpstepError("strength 'auto' picks one strength per image; upscale one image at a time")
         s = pick_auto_strength(self.auto_rule, lr01)
@@ -282,7 +290,7 @@ class Upscaler:
     def _set_strength(self, strength: float | None) -> None:
         from upstep.strength import AUTO, NetworkInterpolation, check_strength, read_fidelity_state
 
-        if strength == AUTO:
+        if isinstance(strength, str) and strength.lower() == AUTO:
             if self.auto_rule is None:
                 raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
                                   "give a number between 0 and 1 instead")
@@ -292,6 +300,8 @@ class Upscaler:
                 self._interp.set(1.0)
             return
         s = check_strength(strength)
+        if s == 1.0 and self._interp is None:   # S = 1 is the model's own weights: nothing to load
+            return
         if self._interp is None:
             folder = getattr(self.model, "folder", None)
             if folder is None:

@@ -78,7 +78,7 @@ def camera_probability(detector: CameraDetector, lr01: torch.Tensor) -> float:
         raise ValueError(f"camera_probability wants one RGB image (1, 3, H, W), got {tuple(lr01.shape)}")
     if min(x.shape[-2:]) < 4:
         raise ValueError(f"camera_probability: the image {tuple(x.shape[-2:])} is smaller than 4 px")
-    crops = grid_crops(x.float().cpu())
+    crops = grid_crops(x).float().cpu()
     return float(torch.sigmoid(detector(crops).mean()))
 
 
@@ -145,7 +145,9 @@ def train_detector(hr: torch.Tensor, scale: int = 4, steps: int = 6000, batch: i
     """Train on ``hr`` crops (N, 3, S, S): each crop once as POSITIVE LR and once as NEGATIVE LR
     (``upstep.degrade``, one generator seeded ``seed``); ``val`` random examples are held apart.
     Each step reads a random batch at a random crop side of 32, 48 or 64 LR px (one-cycle learning
-    rate). Returns the detector and {"val_accuracy", "val_examples", "train_examples"}."""
+    rate). Returns the detector and {"val_accuracy", "val_examples", "train_examples"}. The held-apart
+    examples may share their crop (with the other label) or their image with training ones, so
+    ``val_accuracy`` is optimistic: a check that training worked, not a measure of transfer."""
     from upstep.degrade import degrade
 
     g = torch.Generator().manual_seed(seed)

@@ -27,9 +27,9 @@ def _add_upscale(sub):
                    help="output height in pixels; keeps the aspect ratio unless --width is given too")
     p.add_argument("--strength", default=None,
                    help="0 (fidelity: smooth, faithful) .. 1 (the shipped perceptual model: sharp); needs a model "
-                        "that ships its fidelity end. 'auto': picked per image from the LR (camera photos get a "
-                        "lower one), the default of a model with an auto rule (default-x4); otherwise the default "
-                        "is the model as shipped")
+                        "that ships its fidelity end. 'auto': picked per image from the LR (0.75 for LR a small "
+                        "detector calls camera-like: clean and blurred), the default of a model with an auto rule "
+                        "(default-x4, torch backend); otherwise the default is the model as shipped (S = 1)")
     p.add_argument("--model", default=None,
                    help="shipped model name, model folder, or an `upstep train` run folder (its model/) "
                         "(default: default-x<s>, s the smallest shipped scale at or above the factor asked)")
@@ -73,7 +73,9 @@ def check_upscale_args(args) -> None:
     for name in ("width", "height"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UpstepError(f"--{name} must be a positive number of pixels, got {getattr(args, name)}")
-    if args.strength is not None and args.strength != "auto":
+    if args.strength is not None and args.strength.lower() == "auto":
+        args.strength = "auto"
+    elif args.strength is not None:
         args.strength = check_strength(args.strength)
     if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")

@@ -82,8 +82,13 @@ def auto_strength_rule(folder: str | Path | None) -> dict | None:
     if rule is None:
         return None
     try:
-        return {"camera_like": check_strength(rule["camera_like"]), "otherwise": check_strength(rule["otherwise"]),
-                "threshold": float(rule["threshold"])}
+        out = {"camera_like": check_strength(rule["camera_like"]), "otherwise": check_strength(rule["otherwise"]),
+               "threshold": float(rule["threshold"])}
+        if not 0.0 <= out["threshold"] <= 1.0:   # also refuses NaN
+            raise ValueError(f"threshold {rule['threshold']!r} is not a probability")
+        if rule.get("detector", "upstep/assets/camera-detector") != "upstep/assets/camera-detector":
+            raise ValueError(f"detector {rule['detector']!r}: only the shipped upstep/assets/camera-detector is read")
+        return out
     except (KeyError, TypeError, ValueError, UpstepError) as e:
         raise ModelLoadError(f"{Path(folder) / 'config.json'}: info.auto_strength must be "
                              f'{{"camera_like": S, "otherwise": S, "threshold": p}} with S in 0..1 ({e})') from None

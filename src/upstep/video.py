@@ -130,7 +130,7 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
                 from upstep.io import loaded_from_pil, to_model_rgb
 
                 picked.append(up.resolve_strength(strength, to_model_rgb(loaded_from_pil(img))))
-            s = picked[0] if picked[0] is not None else (1.0 if up.has_strength else None)
+            s = 1.0 if picked[0] is None else picked[0]   # 1: the model's own weights, not auto again
             return up.upscale(img, steps=steps, seed=seed, colorfix=colorfix, strength=s)
 
         def write(tmp: str) -> None:

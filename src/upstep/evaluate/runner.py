@@ -48,6 +48,8 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--weights-dir", default=None, help="offline metric/peer weights (default ../shared/weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strength", default=None,
+                   help="the model's strength (0..1 or 'auto'); default: the model's own default (auto for default-x4)")
     p.add_argument("--fid-patches", type=int, default=0,
                    help="patch FID (TF-Inception) from about N random crops per paired set; 0 = off (slow on CPU)")
     p.add_argument("--fid-patch-size", type=int, default=DEFAULT_PATCH, help="FID crop size in HR pixels")
@@ -81,7 +83,8 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
              limit: int = 0, metrics: list[str] | None = None, data_root=None, weights_dir=None,
              device: str = "auto", seed: int = 0, fresh: bool = False, progress: bool = True,
              command: list[str] | None = None, fid_patches: int = 0, fid_patch: int = DEFAULT_PATCH,
-             fid_steps: list[int] | None = None, fid_reference: Path | None = None) -> dict:
+             fid_steps: list[int] | None = None, fid_reference: Path | None = None,
+             strength: float | str | None = None) -> dict:
     """Evaluate one model on ``sets`` at each DDIM step count in ``steps``, beside bicubic and
     ``peers``; per-image records in ``out/records.jsonl`` make it resume. ``fid_patches`` > 0 adds
     the patch FID, for the step counts in ``fid_steps`` (default: all); ``fid_reference`` is a
@@ -147,7 +150,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
                         continue
                     t0 = time.perf_counter()
                     if kind == "model":
-                        sr = up.upscale_tensor(lr, steps=arg, seed=seed)
+                        sr = up.upscale_tensor(lr, steps=arg, seed=seed, strength=strength)
                     else:
                         sr = arg.upscale(lr, scale)
                     seconds = time.perf_counter() - t0
@@ -168,6 +171,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     bar.close()
     summary = _summarise(done, opened, methods, metrics, limit, fid)
     result = {"model": str(model_name), "scale": scale, "steps": steps, "seed": seed,
+              "strength": strength if strength is not None else ("auto (the model's default)" if up.auto_rule else 1.0),
               "metrics": metrics + (["fid"] if fid else []), "unavailable_metrics": missing, "failed_images": failed,
               "conventions": {"psnr_ssim_ms_ssim": f"Y channel (MATLAB rgb2ycbcr), {scale} px border cropped, "
                               "uint8-quantised outputs", "lpips": "alex v0.1, RGB, same crop",
@@ -323,6 +327,14 @@ def _crop_grid(c: dict, methods: list[str], scale: int, path: Path, size: int = 
     path.with_suffix(".txt").write_text("columns: " + " | ".join(["LR"] + [m for m in methods if m in c] + ["HR"]) + "\n")
 
 
+def _strength_arg(value: str | None):
+    from upstep.strength import check_strength
+
+    if value is None or value.lower() == "auto":
+        return None if value is None else "auto"
+    return check_strength(value)
+
+
 def run_eval(args) -> int:
     import sys
 
@@ -334,7 +346,7 @@ def run_eval(args) -> int:
                    metrics=[m for m in args.metrics.split(",") if m] or None, data_root=args.data_root,
                    weights_dir=args.weights_dir, device=args.device, seed=args.seed, fresh=args.fresh,
                    progress=not args.no_progress, command=sys.argv, fid_patches=args.fid_patches,
-                   fid_patch=args.fid_patch_size)
+                   fid_patch=args.fid_patch_size, strength=_strength_arg(args.strength))
     print((Path(args.out) / "results.md").read_text())
     print(f"results written to {args.out}/ (results.json, results.md, plots)")
     if res["failed_images"]:

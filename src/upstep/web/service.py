@@ -289,7 +289,7 @@ class Service:
         if strength is not None and strength < 1 and not self.models[model]["strength"]:
             raise UploadRefused(f"model {model} has no strength control (it ships no fidelity end); "
                                 "leave the strength at 1 or choose a model that has one")
-        return model, {"out_size": plan.size, "strength": None if strength in (None, 1.0) else strength}
+        return model, {"out_size": plan.size, "strength": strength}   # None: the model's default (auto for default-x4)
 
     def submit(self, data: bytes, name: str, model: str, asked: Size | None = None) -> str:
         """Check an upload and queue it; returns the job id. ``UpstepError`` for a bad upload,
