@@ -127,6 +127,9 @@ def main(argv=None) -> int:
                     help="start from the set's own LR files (realsr_canon: real camera LR; BenchmarkSet.load_real_lr): "
                          "at --scale 2 the HR is brought down to twice their size (a real-camera x2 task), at "
                          "--scale 8 the LR is halved by MATLAB bicubic and the HR kept (a real-camera-like x8 task)")
+    ap.add_argument("--strength", default=None,
+                    help="the models' strength (0..1 or 'auto'); default: each model's own default (auto for "
+                         "default-x4 since 2026-12-07, else 1)")
     ap.add_argument("--pairs", default=None,
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
@@ -139,6 +142,9 @@ def main(argv=None) -> int:
     missing = [p for p in want if p not in peers]
     if missing:
         raise SystemExit(f"peers not available here: {missing} (have {sorted(peers)})")
+    from upstep.evaluate.runner import _strength_arg
+
+    strength = _strength_arg(a.strength)
     methods = {name: ("model", load(path, device="cpu")) for name, path in models}
     wrong = [f"{name} (x{up.scale})" for name, (_, up) in methods.items() if up.scale != a.scale]
     if wrong:
@@ -152,7 +158,8 @@ def main(argv=None) -> int:
         lr, hr = s.load_real_lr(it, a.scale) if a.real_lr else s.load(it, a.scale)
         for m, (kind, obj) in methods.items():
             t0 = time.perf_counter()
-            sr = obj.upscale_tensor(lr, steps=1, seed=0) if kind == "model" else obj.upscale(lr, a.scale)
+            sr = (obj.upscale_tensor(lr, steps=1, seed=0, strength=strength) if kind == "model"
+                  else obj.upscale(lr, a.scale))
             per[m]["seconds"].append(time.perf_counter() - t0)
             sr = quantize(sr.float().clamp(0, 1))
             met = measure(sr, hr, ["psnr", "lpips"], crop_border=4)
@@ -175,6 +182,9 @@ def main(argv=None) -> int:
             f"x{a.scale}, the set's own LR halved by MATLAB bicubic, its HR kept" if a.real_lr and a.scale > 4
             else f"x{a.scale}" + ("" if a.scale == 4 else ", LR made from the HR by MATLAB bicubic"))
     res = {**prov, "set": a.set, "scale": a.scale, "task": task, "images": len(items), "models": dict(models),
+           "strength": {name: (strength if strength is not None else
+                               "auto (the model's default)" if up.auto_rule else 1.0)
+                        for name, (kind, up) in methods.items() if kind == "model"},
            "summary": summary,
            "per_image": per}
     out = Path(a.out)

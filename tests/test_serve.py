@@ -138,8 +138,9 @@ def test_any_output_size_and_strength_as_the_api_gives_them(server, model_dir, s
         assert st["out_size"] == want and np.abs(served - api).max() <= 1, (asked, st)
     half, served, api = served_and_api(server, strength_dir, lr, strength=0.5)
     assert half["options"]["strength"] == 0.5 and np.abs(served - api).max() <= 1
-    _, full, _ = served_and_api(server, strength_dir, lr, strength=1)
+    one, full, _ = served_and_api(server, strength_dir, lr, strength=1)
     assert np.abs(served - full).mean() > 1  # the slider changes the result
+    assert one["options"]["strength"] == 1.0   # 1 is the model's own weights, not its default (auto for default-x4)
     auto, _, _ = served_and_api(server, upstep.api.resolve_model("default-x4"), lr, model="auto", scale=3)
     assert auto["model"] == "default-x4" and auto["out_size"] == [60, 48]  # smallest shipped scale >= 3
     for asked, words in (({"strength": 0.5}, "no strength control"), ({"strength": 2}, "between 0"),

@@ -152,3 +152,16 @@ def test_eval_takes_a_strength_or_auto():
     assert _strength_arg(None) is None and _strength_arg("AUTO") == "auto" and _strength_arg("0.5") == 0.5
     with pytest.raises(UpstepError, match="between 0"):
         _strength_arg("1.5")
+
+
+@pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
+def test_real_camera_benchmark_records_the_strength_it_ran(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_camera", ROOT / "benchmarks" / "real_camera.py")
+    rc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rc)
+    for extra, want in (([], "auto (the model's default)"), (["--strength", "1"], 1.0)):
+        out = tmp_path / str(len(extra))
+        assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), *extra]) in (0, None)
+        assert json.loads((out / "results.json").read_text())["strength"] == {"default-x4": want}
