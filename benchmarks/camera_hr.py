@@ -46,9 +46,10 @@ def centre_crop(x: torch.Tensor) -> torch.Tensor | None:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from upstep.degrade.realesrgan import MAX_KERNEL, blur, gaussian_kernel
+    """camera_pair's HR softening at a fixed ``sigma`` (``upstep.degrade.camera.soften``)."""
+    from upstep.degrade.camera import soften
 
-    return blur(x, gaussian_kernel(MAX_KERNEL, sigma, sigma, 0.0)[None])
+    return soften(x, torch.tensor([sigma]))
 
 
 def summary(rows: list[tuple[float, float]]) -> dict:

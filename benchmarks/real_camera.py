@@ -142,9 +142,9 @@ def main(argv=None) -> int:
     missing = [p for p in want if p not in peers]
     if missing:
         raise SystemExit(f"peers not available here: {missing} (have {sorted(peers)})")
-    from upstep.evaluate.runner import _strength_arg
+    from upstep.strength import parse_strength
 
-    strength = _strength_arg(a.strength)
+    strength = parse_strength(a.strength)
     methods = {name: ("model", load(path, device="cpu")) for name, path in models}
     wrong = [f"{name} (x{up.scale})" for name, (_, up) in methods.items() if up.scale != a.scale]
     if wrong:

@@ -146,12 +146,14 @@ def test_the_set14_images_auto_moves_match_the_evaluation_records():
         assert abs(got - auto[item.name]) < 0.02 and abs(auto[item.name] - s1[item.name]) > 0.05, item.name
 
 
-def test_eval_takes_a_strength_or_auto():
-    from upstep.evaluate.runner import _strength_arg
+def test_one_parser_takes_a_strength_or_auto():
+    from upstep.strength import parse_strength
 
-    assert _strength_arg(None) is None and _strength_arg("AUTO") == "auto" and _strength_arg("0.5") == 0.5
+    assert parse_strength(None) is None and parse_strength(" AUTO ") == "auto" and parse_strength("0.5") == 0.5
     with pytest.raises(UpstepError, match="between 0"):
-        _strength_arg("1.5")
+        parse_strength("1.5")
+    with pytest.raises(UpstepError, match="must be a number"):
+        parse_strength("sharp")
 
 
 @pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
@@ -165,3 +167,16 @@ def test_real_camera_benchmark_records_the_strength_it_ran(tmp_path):
         out = tmp_path / str(len(extra))
         assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), *extra]) in (0, None)
         assert json.loads((out / "results.json").read_text())["strength"] == {"default-x4": want}
+
+
+@pytest.mark.parametrize("mode,size", [("L", (20, 16)), ("RGBA", (20, 16)), ("I;16", (20, 16)), ("RGB", (3, 2))])
+def test_auto_upscales_odd_modes_and_tiny_images(dx4, mode, size):
+    """Grayscale, alpha, 16-bit and images too small for the detector (they get the rule's
+    'otherwise' strength) all go through the default path, keeping their kind and size."""
+    from PIL import Image
+
+    im = Image.new(mode, size, 120 if mode in ("L", "I;16") else (120, 60, 30, 200)[:len(mode)])
+    out = dx4.upscale(im)
+    assert out.size == (size[0] * 4, size[1] * 4) and out.mode == im.mode
+    if min(size) < 4:
+        assert out.tobytes() == dx4.upscale(im, strength=1.0).tobytes()

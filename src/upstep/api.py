@@ -264,43 +264,43 @@ class Upscaler:
 
         return auto_strength_rule(getattr(self.model, "folder", None))
 
-    def resolve_strength(self, strength, lr01: torch.Tensor) -> float | None:
-        """The number ``strength`` stands for on the image ``lr01`` (None: the model's own weights)."""
-        from upstep.strength import AUTO, pick_auto_strength
-
-        implicit = strength is None
-        if implicit:
-            if self.auto_rule is None or self.backend != "torch" or (lr01.ndim == 4 and lr01.shape[0] != 1):
-                return None          # the model's own weights: no rule, no strength control, or a batch
-            strength = AUTO
-        if isinstance(strength, str) and strength.lower() == AUTO:
-            strength = AUTO
-        if strength != AUTO:
-            return strength
+    def _rule(self) -> dict:
+        """The auto rule, or the error for a model without one."""
         if self.auto_rule is None:
             raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
                               "give a number between 0 and 1 instead")
+        return self.auto_rule
+
+    def resolve_strength(self, strength, lr01: torch.Tensor) -> float | None:
+        """The number ``strength`` stands for on the image ``lr01`` (None: the model's own weights)."""
+        from upstep.strength import AUTO, parse_strength, pick_auto_strength
+
+        strength = parse_strength(strength)
+        if strength is None:
+            if self.auto_rule is None or self.backend != "torch" or (lr01.ndim == 4 and lr01.shape[0] != 1):
+                return None          # the model's own weights: no rule, no strength control, or a batch
+            strength = AUTO
+        if strength != AUTO:
+            return strength
+        rule = self._rule()
         if self.backend != "torch":
             raise UpstepError("strength 'auto' works with the torch backend only; drop --backend onnxruntime")
         if lr01.ndim == 4 and lr01.shape[0] != 1:
             raise UpstepError("strength 'auto' picks one strength per image; upscale one image at a time")
-        s = pick_auto_strength(self.auto_rule, lr01)
+        s = pick_auto_strength(rule, lr01)
         return None if s == 1.0 else s
 
     def _set_strength(self, strength: float | None) -> None:
-        from upstep.strength import AUTO, NetworkInterpolation, check_strength, read_fidelity_state
+        from upstep.strength import AUTO, NetworkInterpolation, parse_strength, read_fidelity_state
 
-        if isinstance(strength, str) and strength.lower() == AUTO:
-            if self.auto_rule is None:
-                raise UpstepError("strength 'auto' needs a model with an auto rule (default-x4 has one); "
-                                  "give a number between 0 and 1 instead")
-            strength = self.auto_rule["camera_like"]   # prepare: the end auto may need
+        strength = parse_strength(strength)
+        if strength == AUTO:
+            strength = self._rule()["camera_like"]   # prepare: the end auto may need
         if strength is None:
             if self._interp is not None:
                 self._interp.set(1.0)
             return
-        s = check_strength(strength)
-        if s == 1.0 and self._interp is None:   # S = 1 is the model's own weights: nothing to load
+        if strength == 1.0 and self._interp is None:   # S = 1 is the model's own weights: nothing to load
             return
         if self._interp is None:
             folder = getattr(self.model, "folder", None)
@@ -310,7 +310,7 @@ class Upscaler:
             if self.backend != "torch":
                 raise UpstepError("strength works with the torch backend only; drop --backend onnxruntime")
             self._interp = NetworkInterpolation(self.model, read_fidelity_state(self.model, Path(folder)))
-        self._interp.set(s)
+        self._interp.set(strength)
 
     def prepare_strength(self, strength: float | None) -> None:
         """Check ``strength`` and load the fidelity end now, so a model without one is an error

@@ -64,7 +64,7 @@ def _add_upscale(sub):
 def check_upscale_args(args) -> None:
     """Option values argparse cannot check alone; each failure is one line, exit 2."""
     from upstep.api import MAX_FACTOR
-    from upstep.strength import check_strength
+    from upstep.strength import parse_strength
 
     if args.scale is not None and (args.width is not None or args.height is not None):
         raise UpstepError("give either --scale or --width/--height, not both")
@@ -73,10 +73,7 @@ def check_upscale_args(args) -> None:
     for name in ("width", "height"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UpstepError(f"--{name} must be a positive number of pixels, got {getattr(args, name)}")
-    if args.strength is not None and args.strength.lower() == "auto":
-        args.strength = "auto"
-    elif args.strength is not None:
-        args.strength = check_strength(args.strength)
+    args.strength = parse_strength(args.strength)
     if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")
     if args.tile != "auto":

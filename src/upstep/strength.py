@@ -66,19 +66,34 @@ def check_strength(strength: float) -> float:
 AUTO = "auto"
 
 
+def parse_strength(value) -> float | str | None:
+    """What a user typed or passed as a strength: None (the model's default), ``AUTO`` (any case),
+    or a number checked by ``check_strength``. The one parser of the CLI, ``upstep eval``, the
+    benchmarks and ``Upscaler``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    return check_strength(value)
+
+
+def _config_info(folder: str | Path) -> dict:
+    """``info`` of ``folder``'s config.json; {} when the file is missing or not a JSON object."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    info = cfg.get("info") if isinstance(cfg, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
 def auto_strength_rule(folder: str | Path | None) -> dict | None:
     """The model's rule for strength "auto" (``info.auto_strength`` in its config.json:
     {"camera_like": S, "otherwise": S, "threshold": p}), or None when it declares none. A model that
     declares one runs "auto" when no strength is asked for (``docs/results/strength_auto``)."""
-    import json
-
-    if folder is None:
-        return None
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    rule = (cfg.get("info") or {}).get("auto_strength") if isinstance(cfg, dict) else None
+    rule = _config_info(folder).get("auto_strength") if folder is not None else None
     if rule is None:
         return None
     try:
@@ -137,13 +152,7 @@ def complete_fidelity_state(model: nn.Module, fid: dict[str, torch.Tensor], sour
 def shipped_fidelity_reference(folder: str | Path) -> str | None:
     """The shipped model that ``folder``'s config.json names as its fidelity end
     (``info.fidelity_end.shipped_model``), or None when it names none."""
-    import json
-
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    ref = (cfg.get("info") or {}).get("fidelity_end", {}) if isinstance(cfg, dict) else {}
+    ref = _config_info(folder).get("fidelity_end", {})
     return ref.get("shipped_model") if isinstance(ref, dict) else None
 
 

@@ -53,6 +53,13 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     return lr[0] if squeeze else lr
 
 
+def soften(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Image i of ``x`` (N, C, H, W) blurred by an isotropic Gaussian of ``sigma[i]`` px (reflect
+    borders): camera_pair's HR softening, also what ``benchmarks/camera_hr.py`` calibrates it with."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
+    return blur(x, gaussian_kernel(MAX_KERNEL, sigma, sigma, torch.zeros_like(sigma), pad_to=MAX_KERNEL))
+
+
 def camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None,
                 sigma_hr: tuple[float, float] = SIGMA_HR) -> tuple[torch.Tensor, torch.Tensor]:
     """(target, LR) from ``hr`` (N, C, H, W) or (C, H, W) in [0, 1]: the target, of ``hr``'s shape,
@@ -62,10 +69,9 @@ def camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     as_batch(hr, scale, "camera_pair")     # the same errors as the other pipelines for a bad shape
     squeeze = hr.ndim == 3
     x = (hr[None] if squeeze else hr).float()
-    s = _uniform(g, x.shape[0], *sigma_hr)
-    target = blur(x, gaussian_kernel(MAX_KERNEL, s, s, torch.zeros_like(s), pad_to=MAX_KERNEL)).to(hr.dtype)
+    target = soften(x, _uniform(g, x.shape[0], *sigma_hr)).to(hr.dtype)
     lr = camera_blur(target, scale, generator=g)
     return (target[0], lr[0]) if squeeze else (target, lr)
 
 
-__all__ = ["camera_blur", "camera_pair", "SIGMA_LR", "SIGMA_HR"]
+__all__ = ["camera_blur", "camera_pair", "soften", "SIGMA_LR", "SIGMA_HR"]

@@ -327,16 +327,10 @@ def _crop_grid(c: dict, methods: list[str], scale: int, path: Path, size: int = 
     path.with_suffix(".txt").write_text("columns: " + " | ".join(["LR"] + [m for m in methods if m in c] + ["HR"]) + "\n")
 
 
-def _strength_arg(value: str | None):
-    from upstep.strength import check_strength
-
-    if value is None or value.lower() == "auto":
-        return None if value is None else "auto"
-    return check_strength(value)
-
-
 def run_eval(args) -> int:
     import sys
+
+    from upstep.strength import parse_strength
 
     steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
     if not steps or min(steps) < 1:
@@ -346,7 +340,7 @@ def run_eval(args) -> int:
                    metrics=[m for m in args.metrics.split(",") if m] or None, data_root=args.data_root,
                    weights_dir=args.weights_dir, device=args.device, seed=args.seed, fresh=args.fresh,
                    progress=not args.no_progress, command=sys.argv, fid_patches=args.fid_patches,
-                   fid_patch=args.fid_patch_size, strength=_strength_arg(args.strength))
+                   fid_patch=args.fid_patch_size, strength=parse_strength(args.strength))
     print((Path(args.out) / "results.md").read_text())
     print(f"results written to {args.out}/ (results.json, results.md, plots)")
     if res["failed_images"]:
