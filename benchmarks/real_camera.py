@@ -110,6 +110,7 @@ def write_pairs(out: Path, pairs: list[list[str]]) -> int:
 
 def main(argv=None) -> int:
     from upstep.api import load
+    from upstep.degrade import libjpeg_roundtrip
     from upstep.evaluate.report import provenance, provenance_md
     from upstep.evaluate.sets import open_set
     from upstep.metrics import measure, quantize
@@ -130,6 +131,12 @@ def main(argv=None) -> int:
     ap.add_argument("--strength", default=None,
                     help="the models' strength (0..1 or 'auto'); default: each model's own default (auto for "
                          "default-x4 since 2026-12-07, else 1)")
+    ap.add_argument("--jpeg", type=int, default=None, metavar="Q",
+                    help="save every LR as a JPEG of quality Q (Pillow's libjpeg, 4:2:0) before upscaling: real "
+                         "photos as they are usually stored")
+    ap.add_argument("--detector", action="append", default=[], metavar="NAME=DIR",
+                    help="model NAME picks strength 'auto' with the camera detector in DIR instead of the "
+                         "shipped one (upstep.camera_detect)")
     ap.add_argument("--pairs", default=None,
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
@@ -149,18 +156,32 @@ def main(argv=None) -> int:
     wrong = [f"{name} (x{up.scale})" for name, (_, up) in methods.items() if up.scale != a.scale]
     if wrong:
         raise SystemExit(f"--scale {a.scale} needs x{a.scale} models: {', '.join(wrong)}")
+    detectors = dict(d.split("=", 1) for d in a.detector)
+    unknown = sorted(set(detectors) - set(methods))
+    if unknown:
+        raise SystemExit(f"--detector names no --model: {unknown}")
+    if detectors:
+        from upstep.camera_detect import load_detector
+
+        for name, folder in detectors.items():
+            methods[name][1].camera_detector = load_detector(folder)
     methods.update({p: ("peer", peers[p]) for p in want})
     s = open_set(a.set)
     items = s.items[: a.limit] if a.limit else s.items
     per = {m: {"image": [], "psnr": [], "lpips": [], "edge_gain": [], "flat_gain": [], "spectrum_ratio": [],
-               "seconds": []} for m in methods}
+               "seconds": [], "strength": []} for m in methods}
     for it in items:
         lr, hr = s.load_real_lr(it, a.scale) if a.real_lr else s.load(it, a.scale)
+        if a.jpeg is not None:
+            lr = libjpeg_roundtrip(lr, a.jpeg)
         for m, (kind, obj) in methods.items():
             t0 = time.perf_counter()
             sr = (obj.upscale_tensor(lr, steps=1, seed=0, strength=strength) if kind == "model"
                   else obj.upscale(lr, a.scale))
             per[m]["seconds"].append(time.perf_counter() - t0)
+            if kind == "model":   # the strength it ran at (auto: what the detector picked; None: its own weights)
+                used = obj.resolve_strength(strength, lr)
+                per[m]["strength"].append(1.0 if used is None else used)
             sr = quantize(sr.float().clamp(0, 1))
             met = measure(sr, hr, ["psnr", "lpips"], crop_border=4)
             d = describe(sr, hr)
@@ -173,6 +194,8 @@ def main(argv=None) -> int:
     summary = {}
     for m, r in per.items():
         summary[m] = {k: float(np.mean(r[k])) for k in ("psnr", "lpips", "edge_gain", "flat_gain")}
+        if r["strength"]:
+            summary[m]["strength_mean"] = float(np.mean(r["strength"]))
         summary[m]["spectrum_ratio"] = np.mean(np.asarray(r["spectrum_ratio"]), axis=0).tolist()
         summary[m]["vs"] = {p: {"lpips": paired(r["lpips"], per[p]["lpips"]), "psnr": paired(r["psnr"], per[p]["psnr"])}
                             for p in want if p != m}
@@ -181,10 +204,13 @@ def main(argv=None) -> int:
             if a.real_lr and a.scale < 4 else
             f"x{a.scale}, the set's own LR halved by MATLAB bicubic, its HR kept" if a.real_lr and a.scale > 4
             else f"x{a.scale}" + ("" if a.scale == 4 else ", LR made from the HR by MATLAB bicubic"))
+    if a.jpeg is not None:
+        task += f", the LR saved as JPEG quality {a.jpeg} (libjpeg) first"
     res = {**prov, "set": a.set, "scale": a.scale, "task": task, "images": len(items), "models": dict(models),
            "strength": {name: (strength if strength is not None else
                                "auto (the model's default)" if up.auto_rule else 1.0)
                         for name, (kind, up) in methods.items() if kind == "model"},
+           "detectors": detectors, "jpeg_quality": a.jpeg,
            "summary": summary,
            "per_image": per}
     out = Path(a.out)
@@ -202,6 +228,8 @@ def main(argv=None) -> int:
                  for p in want]
         md.append(f"| {m} | {r['psnr']:.2f} | {r['lpips']:.4f} | {r['edge_gain']:.3f} | {r['flat_gain']:.3f} | "
                   + " | ".join(diffs) + " |")
+    md += ["", *(f"- {m}: strength below 1 on {sum(x < 1 for x in r['strength'])} of {len(r['strength'])} images "
+                 f"(mean {np.mean(r['strength']):.3f})" for m, r in per.items() if r["strength"])]
     (out / "results.md").write_text("\n".join(md) + "\n")
     import matplotlib
     matplotlib.use("Agg")

@@ -29,15 +29,19 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=700)
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--positive", default=None,
+                    help="the camera-like class: a degradation name or a JSON mixture, e.g. "
+                         "'{\"camera_blur\": 0.5, \"camera_jpeg\": 0.5}' (default: upstep.camera_detect.POSITIVE)")
     a = ap.parse_args(argv)
     root = Path(a.train_dir) if a.train_dir else data_root() / "train"
     t0 = time.time()
     hr = training_crops(list_inputs([root], recursive=True), a.images, 3, 256, a.seed)
     log = []
-    det, result = train_detector(hr, steps=a.steps, seed=a.seed, log=log.append)
+    positive = POSITIVE if a.positive is None else json.loads(a.positive) if a.positive.startswith("{") else a.positive
+    det, result = train_detector(hr, steps=a.steps, seed=a.seed, log=log.append, positive=positive)
     prov = provenance(["python", "scripts/train_camera_detector.py", *(argv if argv is not None else sys.argv[1:])])
     info = {**{k: prov[k] for k in ("command", "date")}, "train_dir": str(root), "crops": int(len(hr)),
-            "steps": a.steps, "seed": a.seed, "positive": POSITIVE, "negative": NEGATIVE, **result,
+            "steps": a.steps, "seed": a.seed, "positive": positive, "negative": NEGATIVE, **result,
             "elapsed_s": round(time.time() - t0, 1)}
     save_detector(det, a.out, info)
     (Path(a.out) / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))

@@ -31,7 +31,7 @@ def _gradient_energy(x):
     return float((y[:, 1:] - y[:, :-1]).pow(2).mean() + (y[:, :, 1:] - y[:, :, :-1]).pow(2).mean())
 
 
-@pytest.mark.parametrize("name", ["camera_blur", "realesrgan_ref"])
+@pytest.mark.parametrize("name", ["camera_blur", "camera_jpeg", "realesrgan_ref"])
 def test_new_pipelines_are_deterministic_for_a_seed(name):
     hr = _photo()
     a = degrade(hr, 4, name, torch.Generator().manual_seed(3))
@@ -50,6 +50,49 @@ def test_camera_blur_is_blurrier_than_bicubic_and_clean():
     assert _gradient(lr) < 0.95 * _gradient(ref)
     # clean: no more than a few 8-bit levels of noise on average away from the blurred image
     assert (lr - ref).abs().mean() < 8 / 255
+
+
+def _blockiness(x):
+    """Mean |luma step| across the 8 x 8 JPEG block boundaries over the mean step elsewhere."""
+    y = x.mean(1)
+    dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
+    at = torch.zeros(dx.shape[-1], dtype=torch.bool)
+    at[7::8] = True
+    return float((dx[..., at].mean() + dy[..., at, :].mean()) / (dx[..., ~at].mean() + dy[..., ~at, :].mean()))
+
+
+def test_camera_jpeg_is_camera_blur_saved_as_a_jpeg():
+    """Same blur and noise as camera_blur for a seed (the JPEG draws come after them), then 8 x 8
+    block artifacts camera_blur has not; a lower quality range makes more of them."""
+    from upstep.degrade.camera import camera_jpeg
+
+    hr = _photo(n=4, size=256, seed=1)
+    clean = degrade(hr, 4, "camera_blur", torch.Generator().manual_seed(5))
+    saved = degrade(hr, 4, "camera_jpeg", torch.Generator().manual_seed(5))
+    low = camera_jpeg(hr, 4, torch.Generator().manual_seed(5), quality=(20.0, 25.0))
+    assert saved.shape == clean.shape == (4, 3, 64, 64)
+    assert _blockiness(clean) < _blockiness(saved) < _blockiness(low)
+    assert 0 < (saved - clean).abs().mean() < (low - clean).abs().mean()
+    assert torch.equal(saved, torch.round(saved * 255) / 255)   # 8-bit levels, as a file
+
+
+def test_libjpeg_roundtrip_is_a_real_jpeg_file_of_that_quality():
+    import io
+
+    from PIL import Image
+
+    from upstep.degrade import libjpeg_roundtrip
+
+    x = _photo(n=2, size=64, seed=2)
+    y90, y30 = libjpeg_roundtrip(x, 90), libjpeg_roundtrip(x, 30)
+    assert y90.shape == x.shape and y90.dtype == x.dtype
+    assert (y90 - x).abs().mean() < (y30 - x).abs().mean()
+    # the same bytes Pillow writes for the first image, read back
+    buf = io.BytesIO()
+    Image.fromarray((x[0] * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=90)
+    ref = torch.from_numpy(np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal((y90[0] * 255).round().byte(), ref)
+    assert torch.equal(libjpeg_roundtrip(x[0], 90), y90[0])    # CHW in, CHW out
 
 
 def test_hard_jpeg_rounding_is_harsher_than_soft_and_restores_kornia():

@@ -56,6 +56,19 @@ def test_auto_runs_the_rules_strength_for_the_detectors_answer(dx4, monkeypatch,
     assert not torch.equal(other, explicit)                           # ... and the two strengths differ
 
 
+def test_auto_asks_the_upscalers_own_detector_when_it_has_one(monkeypatch):
+    """``Upscaler.camera_detector`` (a benchmark's candidate detector) replaces the shipped one."""
+    import upstep.camera_detect as cd
+
+    up = upstep.load("default-x4", device="cpu", dtype="float32")
+    asked = []
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: asked.append(det) or 0.9)
+    lr = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    assert up.resolve_strength("auto", lr) == 0.75 and asked[-1] is cd.shipped_detector()
+    up.camera_detector = mine = cd.CameraDetector()
+    assert up.resolve_strength("auto", lr) == 0.75 and asked[-1] is mine
+
+
 def test_auto_is_refused_where_it_cannot_apply(dx4):
     with pytest.raises(UpstepError, match="one image at a time"):
         dx4.upscale_tensor(torch.rand(2, 3, 8, 8), strength="auto")
@@ -167,6 +180,19 @@ def test_real_camera_benchmark_records_the_strength_it_ran(tmp_path):
         out = tmp_path / str(len(extra))
         assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), *extra]) in (0, None)
         assert json.loads((out / "results.json").read_text())["strength"] == {"default-x4": want}
+    # --jpeg saves the LR as a JPEG first (what the model sees changes); --detector swaps auto's detector
+    det = str(ROOT / "src" / "upstep" / "assets" / "camera-detector")
+    out = tmp_path / "jpeg"
+    assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), "--jpeg", "20",
+                    "--detector", f"default-x4={det}"]) in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    lossless = json.loads((tmp_path / "0" / "results.json").read_text())
+    assert res["jpeg_quality"] == 20 and res["detectors"] == {"default-x4": det}
+    assert res["per_image"]["default-x4"]["lpips"] != lossless["per_image"]["default-x4"]["lpips"]
+    assert len(res["per_image"]["default-x4"]["strength"]) == 2
+    assert set(res["per_image"]["default-x4"]["strength"]) <= {0.75, 1.0}
+    with pytest.raises(SystemExit, match="names no --model"):
+        rc.main(["--limit", "1", "--peers", "", "--model", "default-x4", "--out", str(out), "--detector", f"x={det}"])
 
 
 @pytest.mark.parametrize("mode,size", [("L", (20, 16)), ("RGBA", (20, 16)), ("I;16", (20, 16)), ("RGB", (3, 2))])

@@ -244,6 +244,7 @@ class Upscaler:
         self.pipeline = TiledUpscaler(model, self.device, run_dtype, tile, overlap, tile_batch,
                                       channels_last=channels_last, backend=self.backend)
         self._interp = None  # upstep.strength.NetworkInterpolation, made on the first strength asked
+        self.camera_detector = None  # the detector behind strength 'auto'; None: the shipped one
         self._lock = threading.Lock()  # weights at one strength for the whole of a run
         if self.auto_rule is not None and not self.has_strength:   # read now: a broken rule fails at load
             raise ModelLoadError(f"{self.model.folder}: its config declares an auto strength rule but the folder "
@@ -287,7 +288,7 @@ class Upscaler:
             raise UpstepError("strength 'auto' works with the torch backend only; drop --backend onnxruntime")
         if lr01.ndim == 4 and lr01.shape[0] != 1:
             raise UpstepError("strength 'auto' picks one strength per image; upscale one image at a time")
-        s = pick_auto_strength(rule, lr01)
+        s = pick_auto_strength(rule, lr01, self.camera_detector)
         return None if s == 1.0 else s
 
     def _set_strength(self, strength: float | None) -> None:

@@ -141,8 +141,9 @@ def training_crops(paths: list[Path], images: int, per_image: int, size: int, se
 
 
 def train_detector(hr: torch.Tensor, scale: int = 4, steps: int = 6000, batch: int = 64, lr: float = 3e-3,
-                   val: int = 300, seed: int = 0, log=None) -> tuple[CameraDetector, dict]:
-    """Train on ``hr`` crops (N, 3, S, S): each crop once as POSITIVE LR and once as NEGATIVE LR
+                   val: int = 300, seed: int = 0, log=None, positive=POSITIVE) -> tuple[CameraDetector, dict]:
+    """Train on ``hr`` crops (N, 3, S, S): each crop once as ``positive`` LR (a pipeline name or
+    mixture; default POSITIVE) and once as NEGATIVE LR
     (``upstep.degrade``, one generator seeded ``seed``); ``val`` random examples are held apart.
     Each step reads a random batch at a random crop side of 32, 48 or 64 LR px (one-cycle learning
     rate). Returns the detector and {"val_accuracy", "val_examples", "train_examples"}. The held-apart
@@ -151,7 +152,7 @@ def train_detector(hr: torch.Tensor, scale: int = 4, steps: int = 6000, batch: i
     from upstep.degrade import degrade
 
     g = torch.Generator().manual_seed(seed)
-    pos = torch.cat([degrade(hr[i:i + 64], scale, POSITIVE, g) for i in range(0, len(hr), 64)])
+    pos = torch.cat([degrade(hr[i:i + 64], scale, positive, g) for i in range(0, len(hr), 64)])
     neg = torch.cat([degrade(hr[i:i + 64], scale, NEGATIVE, g) for i in range(0, len(hr), 64)])
     x, y = torch.cat([pos, neg]), torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
     order = torch.randperm(len(x), generator=g)

@@ -109,15 +109,15 @@ def auto_strength_rule(folder: str | Path | None) -> dict | None:
                              f'{{"camera_like": S, "otherwise": S, "threshold": p}} with S in 0..1 ({e})') from None
 
 
-def pick_auto_strength(rule: dict, lr01: torch.Tensor) -> float:
-    """Strength "auto" for one LR image (RGB in [0, 1]): ``rule["camera_like"]`` where the shipped
-    camera detector (``upstep.camera_detect``) gives P(camera-like) above ``rule["threshold"]``,
-    else ``rule["otherwise"]``."""
+def pick_auto_strength(rule: dict, lr01: torch.Tensor, detector=None) -> float:
+    """Strength "auto" for one LR image (RGB in [0, 1]): ``rule["camera_like"]`` where the camera
+    detector (``upstep.camera_detect``; None: the shipped one) gives P(camera-like) above
+    ``rule["threshold"]``, else ``rule["otherwise"]``."""
     from upstep.camera_detect import camera_probability, shipped_detector
 
     if min(lr01.shape[-2:]) < 4:     # too small to read: the model's own default
         return rule["otherwise"]
-    p = camera_probability(shipped_detector(), lr01)
+    p = camera_probability(detector or shipped_detector(), lr01)
     return rule["camera_like"] if p > rule["threshold"] else rule["otherwise"]
 
 

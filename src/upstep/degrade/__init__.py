@@ -10,6 +10,8 @@ Pipelines (``degrade(hr, scale, pipeline)``):
 * ``realesrgan_ref``: Real-ESRGAN's pipeline with the reference's hard JPEG rounding
   (``REFERENCE`` there);
 * ``camera_blur``: clean but blurred LR, as real cameras give (:mod:`upstep.degrade.camera`);
+* ``camera_jpeg``: ``camera_blur``'s LR saved as a JPEG of quality 70-95, as camera photos
+  usually are (:mod:`upstep.degrade.camera`);
 * ``camera_pair``: a camera-like *pair*: the HR target is softened as a real camera's HR is, and the
   LR is ``camera_blur`` of that target (:mod:`upstep.degrade.camera`). A pipeline that changes the
   target runs only through ``degrade(..., with_target=True)``, which returns (target, LR); a caller
@@ -92,15 +94,46 @@ def _camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None
     return camera_blur(hr, scale, generator=generator)
 
 
+def _camera_jpeg(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    from upstep.degrade.camera import camera_jpeg
+
+    return camera_jpeg(hr, scale, generator=generator)
+
+
 def _camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None):
     from upstep.degrade.camera import camera_pair
 
     return camera_pair(hr, scale, generator=generator)
 
 
+def libjpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Each image of ``x`` (N, 3, H, W) or (3, H, W) in [0, 1] saved as a JPEG file of ``quality``
+    by Pillow's libjpeg (its defaults: 4:2:0 chroma) and read back: what a camera or a photo app
+    stores, for evaluation. Training uses kornia's codec instead (``realesrgan.jpeg``), which runs on
+    batches of tensors; the two differ in detail, so a model that copes with this one was not
+    trained on its exact artifacts."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    squeeze = x.ndim == 3
+    batch = x[None] if squeeze else x
+    out = []
+    for img in batch:
+        buf = io.BytesIO()
+        arr = (img.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(arr).save(buf, "JPEG", quality=int(quality))
+        buf.seek(0)
+        out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
+    y = (torch.stack(out).float() / 255).to(x.dtype)
+    return y[0] if squeeze else y
+
+
 # name -> fn(hr, scale, generator=None) -> lr
 pipelines = {"bicubic": bicubic, "avgpool": avgpool, "realesrgan": _realesrgan,
-             "realesrgan_mild": _realesrgan_mild, "realesrgan_ref": _realesrgan_ref, "camera_blur": _camera_blur}
+             "realesrgan_mild": _realesrgan_mild, "realesrgan_ref": _realesrgan_ref, "camera_blur": _camera_blur,
+             "camera_jpeg": _camera_jpeg}
 # name -> fn(hr, scale, generator=None) -> (target, lr): pipelines that also change the HR target
 pair_pipelines = {"camera_pair": _camera_pair}
 
@@ -170,4 +203,4 @@ def degrade(hr: torch.Tensor, scale: int, pipeline="bicubic",
 
 
 __all__ = ["as_batch", "imresize", "bicubic", "avgpool", "degrade", "check_pipeline", "known_pipelines", "pipelines",
-           "pair_names", "pair_pipelines", "quantize"]
+           "pair_names", "pair_pipelines", "quantize", "libjpeg_roundtrip"]

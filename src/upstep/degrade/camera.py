@@ -23,12 +23,13 @@ import math
 import torch
 
 from upstep.degrade import as_batch, quantize
-from upstep.degrade.realesrgan import MAX_KERNEL, _generator, _uniform, add_gaussian_noise, blur, gaussian_kernel
+from upstep.degrade.realesrgan import MAX_KERNEL, _generator, _uniform, add_gaussian_noise, blur, gaussian_kernel, jpeg
 from upstep.degrade.resize import imresize
 
 SIGMA_LR = (0.3, 0.8)     # blur width in LR pixels
 SIGMA_HR = (0.7, 1.1)     # camera_pair: the HR target's blur width in HR pixels
 NOISE = (0.0, 3.0)        # Gaussian noise sigma, 0-255 units
+JPEG_QUALITY = (70.0, 95.0)   # camera_jpeg: the quality a camera or a photo app saves at
 GRAY_NOISE_PROB = 0.4
 
 
@@ -53,6 +54,20 @@ def camera_blur(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     return lr[0] if squeeze else lr
 
 
+def camera_jpeg(hr: torch.Tensor, scale: int, generator: torch.Generator | None = None,
+                quality: tuple[float, float] = JPEG_QUALITY) -> torch.Tensor:
+    """:func:`camera_blur`'s LR saved as a JPEG of quality U(``quality``) per image (the
+    reference's hard rounding, 4:2:0 chroma): a camera photo as it is usually stored. Real camera
+    photos are JPEGs far more often than lossless files, and even quality 90-95 changes what a
+    model trained on clean camera LR does with them (``docs/results/camera_jpeg``)."""
+    g = _generator(generator)
+    lr = camera_blur(hr, scale, generator=g)
+    squeeze = lr.ndim == 3
+    x = lr[None] if squeeze else lr
+    out = quantize(jpeg(x.float(), _uniform(g, x.shape[0], *quality), "hard")).to(hr.dtype)
+    return out[0] if squeeze else out
+
+
 def soften(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Image i of ``x`` (N, C, H, W) blurred by an isotropic Gaussian of ``sigma[i]`` px (reflect
     borders): camera_pair's HR softening, also what ``benchmarks/camera_hr.py`` calibrates it with."""
@@ -74,4 +89,4 @@ def camera_pair(hr: torch.Tensor, scale: int, generator: torch.Generator | None 
     return (target[0], lr[0]) if squeeze else (target, lr)
 
 
-__all__ = ["camera_blur", "camera_pair", "soften", "SIGMA_LR", "SIGMA_HR"]
+__all__ = ["camera_blur", "camera_jpeg", "camera_pair", "soften", "SIGMA_LR", "SIGMA_HR", "JPEG_QUALITY"]

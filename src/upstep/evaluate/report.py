@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def provenance(command: list[str] | None = None) -> dict:
     cmd = command if command is not None else sys.argv
 
     def shown(i: int, a: str) -> str:  # the console script or `python -m upstep.cli`: both are `upstep`
-        return "upstep" if i == 0 and (a.endswith("upstep") or a.endswith("upstep/cli.py")) else a
+        if i == 0 and (a.endswith("upstep") or a.endswith("upstep/cli.py")):
+            return "upstep"
+        return shlex.quote(a)            # so that the recorded command can be pasted into a shell
     return {"command": " ".join(shown(i, a) for i, a in enumerate(cmd)),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine()}
