@@ -156,10 +156,21 @@ def main(argv=None) -> int:
     wrong = [f"{name} (x{up.scale})" for name, (_, up) in methods.items() if up.scale != a.scale]
     if wrong:
         raise SystemExit(f"--scale {a.scale} needs x{a.scale} models: {', '.join(wrong)}")
+    from upstep.strength import AUTO
+
+    bad = [d for d in a.detector if "=" not in d]
+    if bad:
+        raise SystemExit(f"--detector {bad[0]!r}: give NAME=DIR, NAME one of the --model names")
     detectors = dict(d.split("=", 1) for d in a.detector)
+    if len(detectors) < len(a.detector):
+        raise SystemExit("--detector: each model takes one detector")
     unknown = sorted(set(detectors) - set(methods))
     if unknown:
         raise SystemExit(f"--detector names no --model: {unknown}")
+    unused = sorted(n for n in detectors if methods[n][1].auto_rule is None or strength not in (None, AUTO))
+    if unused:
+        raise SystemExit(f"--detector for {unused}: only strength auto reads a detector (a model with an auto rule, "
+                         "--strength auto or none)")
     if detectors:
         from upstep.camera_detect import load_detector
 

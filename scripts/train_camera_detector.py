@@ -19,6 +19,7 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     from upstep.camera_detect import NEGATIVE, POSITIVE, save_detector, train_detector, training_crops
+    from upstep.degrade import check_pipeline
     from upstep.evaluate.report import provenance
     from upstep.io import list_inputs
     from upstep.paths import data_root
@@ -33,11 +34,12 @@ def main(argv=None) -> int:
                     help="the camera-like class: a degradation name or a JSON mixture, e.g. "
                          "'{\"camera_blur\": 0.5, \"camera_jpeg\": 0.5}' (default: upstep.camera_detect.POSITIVE)")
     a = ap.parse_args(argv)
+    positive = POSITIVE if a.positive is None else json.loads(a.positive) if a.positive.startswith("{") else a.positive
+    check_pipeline(positive)      # before the images are read
     root = Path(a.train_dir) if a.train_dir else data_root() / "train"
     t0 = time.time()
     hr = training_crops(list_inputs([root], recursive=True), a.images, 3, 256, a.seed)
     log = []
-    positive = POSITIVE if a.positive is None else json.loads(a.positive) if a.positive.startswith("{") else a.positive
     det, result = train_detector(hr, steps=a.steps, seed=a.seed, log=log.append, positive=positive)
     prov = provenance(["python", "scripts/train_camera_detector.py", *(argv if argv is not None else sys.argv[1:])])
     info = {**{k: prov[k] for k in ("command", "date")}, "train_dir": str(root), "crops": int(len(hr)),

@@ -93,6 +93,8 @@ def test_libjpeg_roundtrip_is_a_real_jpeg_file_of_that_quality():
     ref = torch.from_numpy(np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))).permute(2, 0, 1)
     assert torch.equal((y90[0] * 255).round().byte(), ref)
     assert torch.equal(libjpeg_roundtrip(x[0], 90), y90[0])    # CHW in, CHW out
+    with pytest.raises(ValueError, match="RGB"):
+        libjpeg_roundtrip(x[:, :1], 90)
 
 
 def test_hard_jpeg_rounding_is_harsher_than_soft_and_restores_kornia():

@@ -180,19 +180,28 @@ def test_real_camera_benchmark_records_the_strength_it_ran(tmp_path):
         out = tmp_path / str(len(extra))
         assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), *extra]) in (0, None)
         assert json.loads((out / "results.json").read_text())["strength"] == {"default-x4": want}
-    # --jpeg saves the LR as a JPEG first (what the model sees changes); --detector swaps auto's detector
-    det = str(ROOT / "src" / "upstep" / "assets" / "camera-detector")
-    out = tmp_path / "jpeg"
-    assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), "--jpeg", "20",
-                    "--detector", f"default-x4={det}"]) in (0, None)
-    res = json.loads((out / "results.json").read_text())
+    # --jpeg saves the LR as a JPEG first (what the model sees changes); --detector swaps auto's detector:
+    # one that always says camera-like and one that never does give the rule's two strengths
+    from upstep.camera_detect import CameraDetector, save_detector
+
     lossless = json.loads((tmp_path / "0" / "results.json").read_text())
-    assert res["jpeg_quality"] == 20 and res["detectors"] == {"default-x4": det}
-    assert res["per_image"]["default-x4"]["lpips"] != lossless["per_image"]["default-x4"]["lpips"]
-    assert len(res["per_image"]["default-x4"]["strength"]) == 2
-    assert set(res["per_image"]["default-x4"]["strength"]) <= {0.75, 1.0}
-    with pytest.raises(SystemExit, match="names no --model"):
-        rc.main(["--limit", "1", "--peers", "", "--model", "default-x4", "--out", str(out), "--detector", f"x={det}"])
+    for bias, want in ((1e3, 0.75), (-1e3, 1.0)):
+        det = CameraDetector()
+        with torch.no_grad():
+            det.fc.weight.zero_()
+            det.fc.bias.fill_(bias)
+        save_detector(det, tmp_path / f"det{want}", {})
+        out = tmp_path / f"jpeg{want}"
+        assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), "--jpeg", "20",
+                        "--detector", f"default-x4={tmp_path / f'det{want}'}"]) in (0, None)
+        res = json.loads((out / "results.json").read_text())
+        assert res["jpeg_quality"] == 20 and res["detectors"] == {"default-x4": str(tmp_path / f"det{want}")}
+        assert res["per_image"]["default-x4"]["strength"] == [want, want]
+        assert res["per_image"]["default-x4"]["lpips"] != lossless["per_image"]["default-x4"]["lpips"]
+    for extra, says in ((["--detector", "x=d"], "names no --model"), (["--detector", "d"], "NAME=DIR"),
+                        (["--detector", "default-x4=d", "--strength", "1"], "only strength auto")):
+        with pytest.raises(SystemExit, match=says):
+            rc.main(["--limit", "1", "--peers", "", "--model", "default-x4", "--out", str(out), *extra])
 
 
 @pytest.mark.parametrize("mode,size", [("L", (20, 16)), ("RGBA", (20, 16)), ("I;16", (20, 16)), ("RGB", (3, 2))])

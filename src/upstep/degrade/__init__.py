@@ -119,6 +119,8 @@ def libjpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
 
     squeeze = x.ndim == 3
     batch = x[None] if squeeze else x
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"libjpeg_roundtrip wants RGB images (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
     out = []
     for img in batch:
         buf = io.BytesIO()
@@ -126,7 +128,7 @@ def libjpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
         Image.fromarray(arr).save(buf, "JPEG", quality=int(quality))
         buf.seek(0)
         out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
-    y = (torch.stack(out).float() / 255).to(x.dtype)
+    y = (torch.stack(out).float() / 255).to(x.device, x.dtype)
     return y[0] if squeeze else y
 
 
