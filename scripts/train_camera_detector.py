@@ -1,11 +1,14 @@
 """Train the camera-like-LR detector of ``--strength auto`` (``upstep.camera_detect``) on the
 training pool and write it as safetensors + JSON.
 
-    python scripts/train_camera_detector.py --out runs/camera_detector        # about 3 min on 2 cores
+    python scripts/train_camera_detector.py --out runs/camera_detector_jpeg \
+        --positive '{"camera_blur": 0.5, "camera_jpeg": 0.5}'          # the shipped one; about 3 min on 2 cores
 
 Data: 3 random 256² crops from each of the first 700 training-pool images (shuffled with --seed)
-whose sides are 256 px or more (657 of them in ../shared/data), each degraded x4 once as camera_blur (positive) and once as the
-Real-ESRGAN / bicubic mixture (negative). No dev or benchmark image is read. The log of the run
+whose sides are 256 px or more (657 of them in ../shared/data), each degraded x4 once as the
+camera-like class (positive; default ``upstep.camera_detect.POSITIVE``, camera_blur half of it
+saved as JPEG; ``--positive camera_blur`` made the first detector, runs/camera_detector) and once
+as the Real-ESRGAN / bicubic mixture (negative). No dev or benchmark image is read. The log of the run
 (loss every 500 steps, the held-apart accuracy) goes into config.json and log.jsonl.
 """
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_every_shipped_model_upscales_at_its_scale(name):
 
 
 # every shipped model's evaluation (`upstep eval`, peers in the same run), the README's source
-EVALS = {"default-x2": "eval_default_x2_real", "default-x4": "eval_default_x4_auto", "default-x8": "eval_default_x8",
+EVALS = {"default-x2": "eval_default_x2_real", "default-x4": "eval_default_x4_auto_jpeg", "default-x8": "eval_default_x8",
          "fidelity-x4": "eval_fidelity_x4_anneal", "large-x4": "eval_large_x4_real"}
 # what the evaluation was run on, where that is not the shipped name: the float16 export of the
 # training run (byte-identical to the shipped file), or the model's name before a rename

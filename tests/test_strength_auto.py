@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import upstep
-from upstep.camera_detect import SHIPPED, camera_probability, load_detector
+from upstep.camera_detect import SHIPPED, load_detector
 from upstep.cli import main
 from upstep.errors import ModelLoadError, UpstepError
 from upstep.paths import data_root
 from upstep.strength import auto_strength_rule
 
 ROOT = Path(__file__).resolve().parents[1]
-# the shipped detector (scripts/train_camera_detector.py --out runs/camera_detector, copied); regenerate with
-#   sha256sum src/upstep/assets/camera-detector/model.safetensors
-DETECTOR_SHA256 = "9a04bd5b43ca00efe568112c0b5d42f39236f71261f2404a6b40c8bb66881e1d"
+# the shipped detector (scripts/train_camera_detector.py --out runs/camera_detector_jpeg --positive ..., copied;
+# docs/results/camera_jpeg); regenerate with  sha256sum src/upstep/assets/camera-detector/model.safetensors
+DETECTOR_SHA256 = "3fbb235cc0c210bf40f7c7124796bd0d1cc0970e8333dc4db9aaf1ddf1bd34d9"
 
 
 def test_the_shipped_detector_is_pinned_and_loads_without_pickle():
@@ -123,26 +123,34 @@ def test_cli_takes_auto_and_refuses_other_words(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
-def test_the_detector_gives_the_probabilities_the_results_file_holds():
-    """docs/results/strength_auto was measured with runs/camera_detector, the file shipped here: the
-    first 8 realsr_canon and BSD100 images give the recorded P(camera-like) (float tolerance)."""
+def test_the_shipped_detector_is_the_one_camera_jpeg_measured():
+    """docs/results/camera_jpeg measured the shipped detector as shipped_newdet (runs/camera_detector_jpeg):
+    on the first 8 images of realsr_canon saved as JPEG 90 and of BSD100, auto picks the strengths recorded
+    there for it, and the first detector's records (shipped) differ on the JPEG images."""
+    from upstep.degrade import libjpeg_roundtrip
     from upstep.evaluate.sets import open_set
-    from upstep.io import read_image, to_model_rgb
+    from upstep.strength import pick_auto_strength
 
-    res = json.loads((ROOT / "docs/results/strength_auto/results.json").read_text())
-    det = load_detector()
-    for name in ("realsr_canon", "bsd100"):
-        recorded = res["sets"][name]["auto"]["probability"]
+    up = upstep.load("default-x4", device="cpu", dtype="float32")
+    for folder, name, q in (("realsr_canon_q90", "realsr_canon", 90), ("bsd100", "bsd100", None)):
+        res = json.loads((ROOT / "docs/results/camera_jpeg" / folder / "results.json").read_text())
+        assert res["detectors"]["shipped_newdet"] == "runs/camera_detector_jpeg" and res["jpeg_quality"] == q
+        rec = res["per_image"]["shipped_newdet"]
+        want = dict(zip(rec["image"], rec["strength"]))
         s = open_set(name)
         for it in sorted(s.items, key=lambda i: i.name)[:8]:
-            p = camera_probability(det, to_model_rgb(read_image(it.lr_path))[None])
-            assert abs(p - recorded[it.name]) < 1e-4, (name, it.name)
+            lr, _ = s.load(it, 4)
+            lr = libjpeg_roundtrip(lr, q) if q else lr
+            assert pick_auto_strength(up.auto_rule, lr) == want[it.name], (name, it.name)
+    old = json.loads((ROOT / "docs/results/camera_jpeg/realsr_canon_q90/results.json").read_text())["per_image"]
+    assert old["shipped"]["strength"] != old["shipped_newdet"]["strength"]
 
 
 @pytest.mark.skipif(not (data_root() / "eval" / "set14").is_dir(), reason="benchmark data not found")
 def test_the_set14_images_auto_moves_match_the_evaluation_records():
-    """img_008 and img_012 are the Set14 images the detector calls camera-like: default-x4 (auto, its
-    default) gives the PSNR-Y that eval_default_x4_auto recorded, not the S = 1 run's."""
+    """img_002, img_008 and img_012 are the Set14 images the shipped detector calls camera-like:
+    default-x4 (auto, its default) gives the PSNR-Y that eval_default_x4_auto_jpeg recorded, not the
+    S = 1 run's."""
     from upstep.evaluate.sets import open_set
     from upstep.metrics import psnr, quantize
 
@@ -150,10 +158,10 @@ def test_the_set14_images_auto_moves_match_the_evaluation_records():
         lines = (ROOT / "docs/results" / folder / "records.jsonl").read_text().splitlines()
         return {r["image"]: r["psnr"] for r in map(json.loads, lines) if r["set"] == "set14" and r["method"] == "model@1"}
 
-    auto, s1 = recorded("eval_default_x4_auto"), recorded("eval_default_x4_soup")
+    auto, s1 = recorded("eval_default_x4_auto_jpeg"), recorded("eval_default_x4_soup")
     up = upstep.load("default-x4", device="cpu", dtype="float32")
     s = open_set("set14")
-    for item in [it for it in s.items if it.name in ("img_008", "img_012")]:
+    for item in [it for it in s.items if it.name in ("img_002", "img_008", "img_012")]:
         lr, hr = s.load(item, 4)
         got = float(psnr(quantize(up.upscale_tensor(lr, steps=1)), hr, crop_border=4))
         assert abs(got - auto[item.name]) < 0.02 and abs(auto[item.name] - s1[item.name]) > 0.05, item.name

@@ -6,7 +6,9 @@ blurred, with a camera's soft HR) it is about 0.75; on Real-ESRGAN-degraded and 
 partly. This network is trained to tell them apart from the LR alone.
 
 The classes are the training degradations of ``upstep.degrade``. Positive: ``camera_blur`` (clean,
-blurred, faint noise). Negative: Real-ESRGAN's pipelines and exact bicubic. The data are crops of
+blurred, faint noise), half of it saved as JPEG of quality 70-95 (``camera_jpeg``), because camera
+photos are usually JPEGs (``docs/results/camera_jpeg``; the first shipped detector,
+``runs/camera_detector``, had ``camera_blur`` alone and missed them). Negative: Real-ESRGAN's pipelines and exact bicubic. The data are crops of
 the training pool only; no dev or benchmark image is used. Architecture: three 3x3 convolutions
 (16, 32, 32 channels, two of stride 2), then the mean and standard deviation of the last features
 over the image, then one linear layer to a logit; 14 k parameters. ``camera_probability`` averages
@@ -33,7 +35,7 @@ from upstep.errors import UpstepError
 
 CROP = 128        # largest crop side read at inference (LR px)
 MAX_CROPS = 16    # at most this many crops per image
-POSITIVE = "camera_blur"
+POSITIVE = {"camera_blur": 0.5, "camera_jpeg": 0.5}
 NEGATIVE = {"realesrgan_ref": 0.4, "realesrgan": 0.3, "bicubic": 0.3}
 SHIPPED = Path(__file__).parent / "assets" / "camera-detector"
 
