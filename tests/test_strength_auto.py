@@ -122,6 +122,21 @@ def test_cli_takes_auto_and_refuses_other_words(tmp_path, capsys):
     assert "auto rule" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("p,says", [(0.9, "(strength auto: 0.75, camera-like)"), (0.1, "(strength auto: 1, not camera-like)")])
+def test_cli_says_what_auto_picked(tmp_path, capsys, monkeypatch, p, says):
+    import upstep.camera_detect as cd
+    from PIL import Image
+
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: p)
+    src = tmp_path / "in.png"
+    Image.new("RGB", (12, 10), (120, 60, 30)).save(src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "a.png"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip().endswith(says)
+    for extra in (["--strength", "1"], ["--model", "fidelity-x4"]):   # no auto: no note
+        assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--overwrite", "--no-progress", *extra]) == 0
+        assert capsys.readouterr().out.strip().endswith("b.png")
+
+
 @pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
 def test_the_shipped_detector_is_the_one_camera_jpeg_measured():
     """docs/results/camera_jpeg measured the shipped detector as shipped_newdet (runs/camera_detector_jpeg):

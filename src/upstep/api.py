@@ -245,6 +245,7 @@ class Upscaler:
                                       channels_last=channels_last, backend=self.backend)
         self._interp = None  # upstep.strength.NetworkInterpolation, made on the first strength asked
         self.camera_detector = None  # the detector behind strength 'auto'; None: the shipped one
+        self.last_strength = None    # the strength the last upscale ran at (None: the weights as they are)
         self._lock = threading.Lock()  # weights at one strength for the whole of a run
         if self.auto_rule is not None and not self.has_strength:   # read now: a broken rule fails at load
             raise ModelLoadError(f"{self.model.folder}: its config declares an auto strength rule but the folder "
@@ -340,6 +341,7 @@ class Upscaler:
         with self._lock:
             self._set_strength(strength)
             out = self.pipeline.upscale(lr01, steps=steps, seed=seed, colorfix=colorfix, progress=progress)
+            self.last_strength = strength
         return resize_output(out, size)
 
     def upscale(self, image: Image.Image, steps: int | None = None, seed: int = 0, colorfix: str = "none",

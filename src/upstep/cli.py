@@ -28,8 +28,9 @@ def _add_upscale(sub):
     p.add_argument("--strength", default=None,
                    help="0 (fidelity: smooth, faithful) .. 1 (the shipped perceptual model: sharp); needs a model "
                         "that ships its fidelity end. 'auto': picked per image from the LR (0.75 for LR a small "
-                        "detector calls camera-like: clean and blurred), the default of a model with an auto rule "
-                        "(default-x4, torch backend); otherwise the default is the model as shipped (S = 1)")
+                        "detector calls camera-like: clean and blurred, lossless or JPEG; each output line says what "
+                        "it picked), the default of a model with an auto rule (default-x4, torch backend); otherwise "
+                        "the default is the model as shipped (S = 1)")
     p.add_argument("--model", default=None,
                    help="shipped model name, model folder, or an `upstep train` run folder (its model/) "
                         "(default: default-x<s>, s the smallest shipped scale at or above the factor asked)")
@@ -152,6 +153,17 @@ class _Models:
         return self.loaded[scale]
 
 
+def _auto_note(up, strength) -> str:
+    """" (strength auto: 0.75, camera-like)" after an image that strength auto ran on, else ""."""
+    from upstep.strength import AUTO, parse_strength
+
+    if up.auto_rule is None or up.backend != "torch" or parse_strength(strength) not in (None, AUTO):
+        return ""
+    used = 1.0 if up.last_strength is None else up.last_strength
+    kind = "camera-like" if used == up.auto_rule["camera_like"] != up.auto_rule["otherwise"] else "not camera-like"
+    return f" (strength auto: {used:g}, {kind})"
+
+
 def run_upscale(args) -> int:
     import upstep.io as uio
     from upstep.video import is_video, upscale_video
@@ -187,12 +199,13 @@ def run_upscale(args) -> int:
                                  overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
         img = uio.read_image(path, **read_kw)
         plan = models.plan(img.size)
-        result = models.get(plan.model_scale).upscale_loaded(
+        up = models.get(plan.model_scale)
+        result = up.upscale_loaded(
             img, steps=args.steps, seed=args.seed, colorfix=args.colorfix, strength=args.strength,
             out_size=plan.size, progress=not args.no_progress and len(files) == 1)
         uio.write_image(result, dest, overwrite=args.overwrite, inputs=files, icc_profile=img.icc_profile,
                         exif=img.exif, text=img.text, quality=args.quality)
-        return dest
+        return f"{dest}{_auto_note(up, args.strength)}"
 
     report = uio.run_batch(tree, one, progress=not args.no_progress and len(files) > 1)
     for (src, _), dest in report.ok:
