@@ -143,6 +143,13 @@ def test_any_output_size_and_strength_as_the_api_gives_them(server, model_dir, s
     assert one["options"]["strength"] == 1.0   # 1 is the model's own weights, not its default (auto for default-x4)
     auto, _, _ = served_and_api(server, upstep.api.resolve_model("default-x4"), lr, model="auto", scale=3)
     assert auto["model"] == "default-x4" and auto["out_size"] == [60, 48]  # smallest shipped scale >= 3
+    # the job says what strength it ran at: as asked, or what auto picked (default-x4's default)
+    from upstep.io import loaded_from_pil, to_model_rgb
+
+    assert half["strength_used"] == 0.5 and one["strength_used"] == 1.0
+    dx4 = upstep.load("default-x4", device="cpu", dtype="float32")
+    picked = dx4.resolve_strength(None, to_model_rgb(loaded_from_pil(Image.open(io.BytesIO(lr))))[None])
+    assert auto["options"]["strength"] is None and auto["strength_used"] == (1.0 if picked is None else picked)
     for asked, words in (({"strength": 0.5}, "no strength control"), ({"strength": 2}, "between 0"),
                          ({"scale": 9}, "from 1 to 8"), ({"scale": "x"}, "must be a number"),
                          ({"scale": 2, "width": 40}, "not both")):

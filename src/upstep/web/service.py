@@ -139,6 +139,7 @@ class Job:
     input_png: bytes = b""
     result_png: bytes = b""
     out_size: tuple = ()
+    strength_used: float | None = None  # what it ran at ("auto" resolved; None: not run yet)
     created: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -149,7 +150,7 @@ class Job:
     def status(self, limits: Limits, ahead: int) -> dict:
         st = {"state": self.state, "done": self.done, "total": self.total, "error": self.error,
               "seconds": self.seconds, "model": self.model, "size": self.size, "out_size": self.out_size,
-              "options": self.options, "download_name": f"{Path(self.name).stem or 'image'}_upscaled.png"}
+              "options": self.options, "strength_used": self.strength_used, "download_name": f"{Path(self.name).stem or 'image'}_upscaled.png"}
         if self.state == "queued":
             st["ahead"] = ahead
         if self.finished is not None:
@@ -342,6 +343,7 @@ class Service:
             out = up.upscale_loaded(img, progress=report, **job.options)
             del img
             job.result_png, job.out_size = _png(out), out.size
+            job.strength_used = 1.0 if up.last_strength is None else up.last_strength
             job.seconds = round(time.perf_counter() - t1, 2)
             state = "done"
         except Exception as e:  # noqa: BLE001 - shown to the user in the page
