@@ -2,7 +2,7 @@
 training pool and write it as safetensors + JSON.
 
     python scripts/train_camera_detector.py --out runs/camera_detector_jpeg \
-        --positive '{"camera_blur": 0.5, "camera_jpeg": 0.5}'          # the shipped one; about 3 min on 2 cores
+        --positive '{"camera_blur": 0.5, "camera_jpeg": 0.5}'          # the shipped one (12 min on 2 shared cores)
 
 Data: 3 random 256² crops from each of the first 700 training-pool images (shuffled with --seed)
 whose sides are 256 px or more (657 of them in ../shared/data), each degraded x4 once as the

@@ -412,3 +412,21 @@ def test_in_a_real_browser_with_a_token_and_a_full_queue(model_dir, tmp_path):
     finally:
         stop_server(proc)
         driver.quit()
+
+
+@pytest.mark.parametrize("p,want", [(0.9, 0.75), (0.1, 1.0)])
+def test_a_job_reports_the_strength_auto_picked(monkeypatch, p, want):
+    """In-process: default-x4 without a strength runs auto; the job's status says what it picked."""
+    import upstep.camera_detect as cd
+    from upstep.web.service import Service
+
+    monkeypatch.setattr(cd, "camera_probability", lambda det, lr: p)
+    service = Service([], device="cpu")
+    job_id = service.submit(png_bytes((20, 16)), "x.png", "default-x4")
+    for _ in range(600):
+        st = service.job_status(job_id)
+        if st["state"] in ("done", "error"):
+            break
+        time.sleep(0.05)
+    assert st["state"] == "done", st
+    assert st["options"]["strength"] is None and st["strength_used"] == want

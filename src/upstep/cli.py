@@ -154,14 +154,15 @@ class _Models:
 
 
 def _auto_note(up, strength) -> str:
-    """" (strength auto: 0.75, camera-like)" after an image that strength auto ran on, else ""."""
+    """" (strength auto: 0.75, camera-like)" or " (strength auto: 1)" after a file that strength auto
+    ran on, else ""."""
     from upstep.strength import AUTO, parse_strength
 
     if up.auto_rule is None or up.backend != "torch" or parse_strength(strength) not in (None, AUTO):
         return ""
     used = 1.0 if up.last_strength is None else up.last_strength
-    kind = "camera-like" if used == up.auto_rule["camera_like"] != up.auto_rule["otherwise"] else "not camera-like"
-    return f" (strength auto: {used:g}, {kind})"
+    camera = used == up.auto_rule["camera_like"] != up.auto_rule["otherwise"]
+    return f" (strength auto: {used:g}{', camera-like' if camera else ''})"
 
 
 def run_upscale(args) -> int:
@@ -194,9 +195,10 @@ def run_upscale(args) -> int:
         uio.check_destination(dest, overwrite=args.overwrite, inputs=files)  # before the slow part
         if is_video(path):
             up = models.get(models.video_scale(path))
-            return upscale_video(up, path, dest, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
-                                 strength=args.strength, codec=args.video_codec, crf=args.crf,
-                                 overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
+            written = upscale_video(up, path, dest, steps=args.steps, seed=args.seed, colorfix=args.colorfix,
+                                    strength=args.strength, codec=args.video_codec, crf=args.crf,
+                                    overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
+            return f"{written}{_auto_note(up, args.strength)}"   # a video keeps its first frame's pick
         img = uio.read_image(path, **read_kw)
         plan = models.plan(img.size)
         up = models.get(plan.model_scale)
