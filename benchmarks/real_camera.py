@@ -111,6 +111,7 @@ def write_pairs(out: Path, pairs: list[list[str]]) -> int:
 def main(argv=None) -> int:
     from upstep.api import load
     from upstep.degrade import libjpeg_roundtrip
+    from upstep.errors import UpstepError
     from upstep.evaluate.report import provenance, provenance_md
     from upstep.evaluate.sets import open_set
     from upstep.metrics import measure, quantize
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
                     help="A:B,C:D: only write pairs.md / pairs.json in --out, the paired per-image differences "
                          "A - B of PSNR-Y and LPIPS read from its results.json (no upscaling)")
     a = ap.parse_args(argv)
+    if a.jpeg is not None and not 1 <= a.jpeg <= 100:
+        ap.error(f"--jpeg {a.jpeg}: a JPEG quality is 1 to 100")
     if a.pairs:
         return write_pairs(Path(a.out), [p.split(":") for p in a.pairs.split(",")])
     models = [m.split("=", 1) if "=" in m else (m, m) for m in (a.model or ["fidelity-x4", "default-x4"])]
@@ -175,7 +178,10 @@ def main(argv=None) -> int:
         from upstep.camera_detect import load_detector
 
         for name, folder in detectors.items():
-            methods[name][1].camera_detector = load_detector(folder)
+            try:
+                methods[name][1].camera_detector = load_detector(folder)
+            except UpstepError as e:
+                raise SystemExit(f"--detector {name}={folder}: {e}") from None
     methods.update({p: ("peer", peers[p]) for p in want})
     s = open_set(a.set)
     items = s.items[: a.limit] if a.limit else s.items

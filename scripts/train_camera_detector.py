@@ -37,8 +37,11 @@ def main(argv=None) -> int:
                     help="the camera-like class: a degradation name or a JSON mixture, e.g. "
                          "'{\"camera_blur\": 0.5, \"camera_jpeg\": 0.5}' (default: upstep.camera_detect.POSITIVE)")
     a = ap.parse_args(argv)
-    positive = POSITIVE if a.positive is None else json.loads(a.positive) if a.positive.startswith("{") else a.positive
-    check_pipeline(positive)      # before the images are read
+    try:                          # before the images are read
+        positive = POSITIVE if a.positive is None else json.loads(a.positive) if a.positive.startswith("{") else a.positive
+        check_pipeline(positive)
+    except ValueError as e:       # json.JSONDecodeError is a ValueError too
+        ap.error(f"--positive {a.positive!r}: {e}")
     root = Path(a.train_dir) if a.train_dir else data_root() / "train"
     t0 = time.time()
     hr = training_crops(list_inputs([root], recursive=True), a.images, 3, 256, a.seed)

@@ -95,6 +95,9 @@ def test_libjpeg_roundtrip_is_a_real_jpeg_file_of_that_quality():
     assert torch.equal(libjpeg_roundtrip(x[0], 90), y90[0])    # CHW in, CHW out
     with pytest.raises(ValueError, match="RGB"):
         libjpeg_roundtrip(x[:, :1], 90)
+    for q in (0, 101):
+        with pytest.raises(ValueError, match="outside 1..100"):
+            libjpeg_roundtrip(x, q)
 
 
 def test_hard_jpeg_rounding_is_harsher_than_soft_and_restores_kornia():

@@ -194,11 +194,7 @@ def test_one_parser_takes_a_strength_or_auto():
 
 @pytest.mark.skipif(not (data_root() / "eval" / "realsr_canon").is_dir(), reason="benchmark data not found")
 def test_real_camera_benchmark_records_the_strength_it_ran(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("real_camera", ROOT / "benchmarks" / "real_camera.py")
-    rc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rc)
+    rc = _script("benchmarks/real_camera.py", "real_camera")
     for extra, want in (([], "auto (the model's default)"), (["--strength", "1"], 1.0)):
         out = tmp_path / str(len(extra))
         assert rc.main(["--limit", "2", "--peers", "", "--model", "default-x4", "--out", str(out), *extra]) in (0, None)
@@ -238,3 +234,30 @@ def test_auto_upscales_odd_modes_and_tiny_images(dx4, mode, size):
     assert out.size == (size[0] * 4, size[1] * 4) and out.mode == im.mode
     if min(size) < 4:
         assert out.tobytes() == dx4.upscale(im, strength=1.0).tobytes()
+
+
+def _script(path: str, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_jpeg_and_detector_options_refuse_bad_values_before_any_work(tmp_path, capsys):
+    """No benchmark data needed: the checks come before any image is read."""
+    rc = _script("benchmarks/real_camera.py", "real_camera")
+    for q in ("0", "101"):
+        with pytest.raises(SystemExit):
+            rc.main(["--out", str(tmp_path / "o"), "--model", "default-x4", "--jpeg", q])
+        assert "a JPEG quality is 1 to 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--detector default-x4=.*not a camera detector"):
+        rc.main(["--out", str(tmp_path / "o"), "--model", "default-x4", "--detector", f"default-x4={tmp_path / 'none'}"])
+    assert not (tmp_path / "o").exists()
+    train = _script("scripts/train_camera_detector.py", "train_camera_detector")
+    for bad, says in (('{"camera_blur": 0.5,', "Expecting"), ("camera_blurr", "unknown degradation pipeline")):
+        with pytest.raises(SystemExit):
+            train.main(["--out", str(tmp_path / "d"), "--positive", bad, "--train-dir", str(tmp_path / "none")])
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

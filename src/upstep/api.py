@@ -11,7 +11,6 @@ Strength (``upscale(..., strength=S)``): ``upstep.strength``.
 from __future__ import annotations
 
 import functools
-
 import math
 import threading
 from dataclasses import dataclass

@@ -121,6 +121,8 @@ def libjpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
     batch = x[None] if squeeze else x
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"libjpeg_roundtrip wants RGB images (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality {quality} is outside 1..100")
     out = []
     for img in batch:
         buf = io.BytesIO()
