@@ -253,7 +253,8 @@ def test_jpeg_and_detector_options_refuse_bad_values_before_any_work(tmp_path, c
             rc.main(["--out", str(tmp_path / "o"), "--model", "default-x4", "--jpeg", q])
         assert "a JPEG quality is 1 to 100" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--detector default-x4=.*not a camera detector"):
-        rc.main(["--out", str(tmp_path / "o"), "--model", "default-x4", "--detector", f"default-x4={tmp_path / 'none'}"])
+        rc.main(["--out", str(tmp_path / "o"), "--model", "default-x4", "--peers", "",   # no peer weights needed
+                 "--detector", f"default-x4={tmp_path / 'none'}"])
     assert not (tmp_path / "o").exists()
     train = _script("scripts/train_camera_detector.py", "train_camera_detector")
     for bad, says in (('{"camera_blur": 0.5,', "Expecting"), ("camera_blurr", "unknown degradation pipeline")):
