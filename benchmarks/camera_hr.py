@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from upstep.io import LUMA, list_inputs, read_image, to_model_rgb
     from upstep.paths import data_root
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/results/camera_hr")
     ap.add_argument("--sets", default="realsr_canon,imagenet_valsr_resshift,bsd100,set14")
     ap.add_argument("--pool", default="imagenet_sample1000,bsds500_train,bsds500_test",

@@ -32,7 +32,7 @@ def summary(v: list[float]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/results/camera_lr")
     ap.add_argument("--sigmas", default="0.3,0.45,0.6,0.8", help="camera_blur widths in LR pixels")
     a = ap.parse_args(argv)

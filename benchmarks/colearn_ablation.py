@@ -214,7 +214,7 @@ def main() -> None:
     reuse_freed_memory()  # the same tensors are allocated every training step and every eval image
     from upstep.evaluate.report import provenance, write_json
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teacher-steps", type=int, default=2000)
     ap.add_argument("--student-steps", type=int, default=600, help="budget of every student arm")
     ap.add_argument("--student-lr", type=float, default=2e-4, help="lr of the students, G and the discriminators")

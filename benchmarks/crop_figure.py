@@ -48,7 +48,7 @@ def read_face(path: Path) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--face", required=True, help="scipy/misc/face.dat from a SciPy < 1.10 wheel")
     ap.add_argument("--models", default="fidelity-x4,default-x4")
     ap.add_argument("--peers", default="realesr-general-x4v3")

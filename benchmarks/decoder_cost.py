@@ -69,7 +69,7 @@ def _component_times(model, widths, layers: int, repeats: int, decoder):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default-x4")
     ap.add_argument("--decoder", default='{"kind": "refine", "channels": 12, "layers": 3}',
                     help="the learnable decoder, as perceptual.decoder (JSON), or 'model': the model's own "

@@ -89,7 +89,7 @@ def compile_trial(model_name: str, out: Path, repeats: int = 7) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="default-x4")
     p.add_argument("--set", default="set14")
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")

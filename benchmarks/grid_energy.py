@@ -21,7 +21,7 @@ from upstep.peers import available_peers
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="default-x4", help="comma-separated shipped names or model folders")
     ap.add_argument("--peers", default="", help="comma-separated peer names (bicubic is always included)")
     ap.add_argument("--set", default="imagenet_valsr_resshift")

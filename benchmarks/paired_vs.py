@@ -24,7 +24,7 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False,
 def main(argv=None) -> int:
     from upstep.evaluate.ablation import paired_claim
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("eval_dir")
     ap.add_argument("--method", default="model@1")
     ap.add_argument("--against", default="bicubic")

@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     from upstep.metrics import measure, quantize
     from upstep.peers import available_peers
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/results/real_camera")
     ap.add_argument("--model", action="append", default=[], help="NAME=FOLDER or a shipped model name")
     ap.add_argument("--peers", default="realesr-general-x4v3")

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from upstep.evaluate.sets import open_set
     from upstep.peers import available_peers
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, default=4, choices=sorted(DEFAULT_MODELS))
     ap.add_argument("--model", action="append", default=[],
                     help="NAME=FOLDER or a shipped model name (default: the shipped models of --scale)")

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config")
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--steps", required=True)

@@ -87,7 +87,7 @@ def main() -> None:
     from upstep.evaluate.report import provenance
     from upstep.peers import BicubicPeer
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(ap, "set14,bsd100", OUT)
     a = ap.parse_args()
 

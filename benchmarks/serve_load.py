@@ -156,7 +156,7 @@ def run_phase(url: str, items, clients: int, retry: bool) -> tuple[dict, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=240, help="uploads in the soak phase")
     ap.add_argument("--clients", type=int, default=24, help="concurrent clients in the soak phase")
     ap.add_argument("--burst", type=int, default=30, help="256x256 uploads sent at once in the burst phase")

@@ -102,7 +102,7 @@ def detector_rule(detector, items: dict, images: list[str], by_s: dict, low: str
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--curve", action="append", required=True,
                     help="the --out folder of a strength_curve.py run (repeatable, one per set group)")
     ap.add_argument("--low", type=float, default=0.75, help="the strength the rule picks for low-noise LR")

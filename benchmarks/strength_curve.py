@@ -129,7 +129,7 @@ def main() -> None:
     from upstep.peers import BicubicPeer
     from upstep.strength import fidelity_weights_path
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default-x4", help="shipped model name or model folder")
     ap.add_argument("--fidelity", default=None, help="its fidelity model, when the model folder has no fidelity.safetensors")
     ap.add_argument("--strengths", default="0,0.25,0.5,0.75,1")

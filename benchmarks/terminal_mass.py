@@ -68,7 +68,7 @@ def run_arm(p_terminal: float, omega_max: float, steps: int, val: torch.Tensor, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--arms", default="0.0:1000,0.5:5,0.8:5,1.0:5", help="p_terminal:omega_max pairs")
     args = ap.parse_args()

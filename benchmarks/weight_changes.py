@@ -44,7 +44,7 @@ def cosine_table(deltas: dict[str, torch.Tensor]) -> tuple[list[str], list[list[
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--member", action="append", required=True, metavar="[NAME=]RUN@START",
                     help="a fine-tuned model and the model it started from (repeat for each member)")
     ap.add_argument("--out", required=True, help="folder for results.md and results.json")

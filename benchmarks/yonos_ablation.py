@@ -244,7 +244,7 @@ def main() -> None:
     from upstep.hardware import reuse_freed_memory
 
     reuse_freed_memory()  # the same tensors are allocated every training step and every eval image
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=int, default=1200, help="B in the arm definitions (single run)")
     ap.add_argument("--budgets", default="", help="sweep mode: comma list of B, e.g. 1000,4000,16000; every arm of "
                     "every (budget, seed) trained and evaluated, then sweep.{json,md,png} written in --out")

@@ -20,7 +20,7 @@ from upstep.paths import data_root
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out")
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--quality", type=int, default=90)

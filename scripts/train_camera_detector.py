@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     from upstep.io import list_inputs
     from upstep.paths import data_root
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, log.jsonl)")
     ap.add_argument("--train-dir", default=None, help="HR photos (default: the data root's train/)")
     ap.add_argument("--images", type=int, default=700)
