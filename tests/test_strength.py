@@ -109,7 +109,7 @@ def test_strength_without_a_fidelity_end_is_a_clear_error(tmp_path, capsys):
     plain = save_model(make_tiny_model(), tmp_path / "plain")
     up = upstep.load(plain, device="cpu", dtype="float32")
     assert not up.has_strength
-    with pytest.raises(UpstepError, match="model plain has no fidelity end"):
+    with pytest.raises(UpstepError, match="plain has no fidelity end"):
         up.upscale(_img(), strength=0.5)
     _img().save(tmp_path / "a.png")
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--model", str(plain),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +96,11 @@ def plan_size(in_size: tuple[int, int], scale: float | None = None, width: int |
         raise UpstepError("give either a scale or a target width/height, not both")
     for name, v in (("width", width), ("height", height)):
         if v is not None and v < 1:
-            raise UpstepError(f"--{name} must be a positive number of pixels, got {v}")
+            raise UpstepError(f"{name} must be a positive number of pixels, got {v}")
     if width is None and height is None:
         s = 4.0 if scale is None else float(scale)
         if not (math.isfinite(s) and 1.0 <= s <= MAX_FACTOR):
-            raise UpstepError(f"--scale must be a factor from 1 to {MAX_FACTOR:g}, got {scale}")
+            raise UpstepError(f"scale must be a factor from 1 to {MAX_FACTOR:g}, got {scale}")
         size = (max(1, math.floor(w * s + 0.5)), max(1, math.floor(h * s + 0.5)))
     else:
         size = (width if width is not None else max(1, math.floor(w * height / h + 0.5)),
@@ -186,7 +187,15 @@ def pick_device(device: str = "auto") -> torch.device:
         raise UpstepError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UpstepError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise UpstepError(f"device {device!r} not supported; use auto, cpu, cuda (or cuda:N) or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UpstepError(f"--device {device}: no CUDA device is available here; use --device cpu or auto")
+    return dev
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -218,8 +227,9 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
     if backend == "onnxruntime" and not onnx_backend.available(model, device, dtype):
         why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
                if not onnx_backend.installed() else
-               "it runs float32 on the CPU only, for v-diffusion models with a text-free U-Net without "
-               "self-attention (mid_attention false, e.g. default-x4)")
+               f"it runs float32 on the CPU only (asked: {str(dtype).replace('torch.', '')} on {device.type}), for "
+               "v-diffusion models with a text-free U-Net without self-attention (mid_attention false, e.g. "
+               "default-x4)")
         raise UpstepError(f"backend onnxruntime: {why}")
     return "torch" if backend == "auto" else backend
 
@@ -239,6 +249,8 @@ class Upscaler:
         self.model = model
         self.scale = model.scale
         run_dtype = pick_dtype(dtype, self.device)
+        if backend == "onnxruntime" and dtype == "auto":   # ONNX Runtime runs float32 only
+            run_dtype = torch.float32
         self.backend = pick_backend(backend, model, self.device, run_dtype)
         self.pipeline = TiledUpscaler(model, self.device, run_dtype, tile, overlap, tile_batch,
                                       channels_last=channels_last, backend=self.backend)
@@ -325,11 +337,29 @@ class Upscaler:
         if out_size is None:
             return w * self.scale, h * self.scale
         ow, oh = (int(v) for v in out_size)
-        if not (1 <= ow <= w * self.scale and 1 <= oh <= h * self.scale):
+        if ow < 1 or oh < 1:
+            raise UpstepError(f"output size {ow}x{oh}: width and height must be at least 1 pixel")
+        if not (ow <= w * self.scale and oh <= h * self.scale):
             raise UpstepError(f"output size {ow}x{oh} is out of reach of this x{self.scale} model for a {w}x{h} "
                               f"input (at most {w * self.scale}x{h * self.scale}); pick a model of a larger scale "
                               "(upstep.api.plan_size)")
         return ow, oh
+
+    def check_steps(self, steps) -> None:
+        """``steps``: None (the model's own) or a whole number >= 1 that the model was trained for.
+        Checked by the image and video paths; ``upscale_tensor`` does not check, so benchmarks can
+        still time (and measure) a one-step model at more steps."""
+        from upstep.model import one_step_only
+
+        if steps is None:
+            return
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise UpstepError(f"steps must be a whole number of at least 1, got {steps!r}")
+        why = one_step_only(getattr(self.model, "info", {}) or {}) if steps > 1 else None
+        if why:
+            name = getattr(self.model, "folder", None)
+            raise UpstepError(f"{Path(name).name if name else 'this model'}: {why}, so {steps} steps would visit "
+                              "noise levels it never learned and give a noisy image; leave --steps out (one step)")
 
     def upscale_tensor(self, lr01: torch.Tensor, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                        progress: bool = False, strength: float | None = None,
@@ -343,15 +373,21 @@ class Upscaler:
             self.last_strength = strength
         return resize_output(out, size)
 
-    def upscale(self, image: Image.Image, steps: int | None = None, seed: int = 0, colorfix: str = "none",
+    def upscale(self, image: Image.Image | str | Path, steps: int | None = None, seed: int = 0, colorfix: str = "none",
                 progress: bool = False, strength: float | None = None,
                 out_size: tuple[int, int] | None = None) -> Image.Image:
-        """Any PIL image -> upscaled PIL image of the same kind (grayscale stays grayscale,
+        """Any PIL image (or an image file's path) -> upscaled PIL image of the same kind (grayscale stays grayscale,
         alpha is upscaled separately with bicubic and put back, 16-bit stays 16-bit where
         the format allows)."""
-        from upstep.io import loaded_from_pil
+        from upstep.io import loaded_from_pil, read_image
 
-        img = loaded_from_pil(image)
+        if isinstance(image, (str, Path)):
+            img = read_image(image)
+        elif isinstance(image, Image.Image):
+            img = loaded_from_pil(image)
+        else:
+            raise UpstepError(f"upscale() takes a PIL image or an image file's path, not {type(image).__name__}"
+                              + (" (for an array use PIL.Image.fromarray(a) first)" if hasattr(image, "shape") else ""))
         return self.upscale_loaded(img, steps, seed, colorfix, progress, strength=strength, out_size=out_size)
 
     def upscale_loaded(self, img, steps: int | None = None, seed: int = 0, colorfix: str = "none",
@@ -360,6 +396,7 @@ class Upscaler:
         from upstep.degrade.resize import imresize
         from upstep.io import from_model_rgb, to_model_rgb
 
+        self.check_steps(steps)
         rgb = to_model_rgb(img)
         w, h = self.output_size((rgb.shape[-1], rgb.shape[-2]), out_size)
         out = self.upscale_tensor(rgb, steps, seed, colorfix, progress, strength=strength, out_size=(w, h))

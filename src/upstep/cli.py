@@ -6,7 +6,10 @@ on past a bad file and exits 1 with every failure listed at the end.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from upstep.errors import ConfigError, UpstepError
@@ -90,6 +93,8 @@ def check_upscale_args(args) -> None:
         raise UpstepError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
     if not 1 <= args.quality <= 100:
         raise UpstepError(f"--quality must be between 1 and 100, got {args.quality}")
+    if not 0 <= args.crf <= 63:
+        raise UpstepError(f"--crf must be between 0 (lossless) and 63, got {args.crf}")
     if args.format and args.output and Path(args.output).suffix and not Path(args.output).is_dir():
         from upstep.io import FORMAT_EXTS, WRITE_FORMATS
 
@@ -140,9 +145,12 @@ class _Models:
         """Videos run at a model's own scale (no resizing of frames yet)."""
         a = self.args
         s = a.scale if a.scale is not None else (self.scales[0] if a.model else 4)
-        if a.width is not None or a.height is not None or s not in self.scales:
-            raise UpstepError(f"{path}: videos are upscaled at a model's own scale "
-                              f"({', '.join(str(m) for m in self.scales)}); drop --width/--height or pick one of those")
+        own = ", ".join(str(m) for m in self.scales)
+        if a.width is not None or a.height is not None:
+            raise UpstepError(f"{path}: videos are upscaled at a model's own scale ({own}); drop --width/--height")
+        if s not in self.scales:
+            raise UpstepError(f"{path}: videos are upscaled at a model's own scale; --scale {s:g} is not one of "
+                              f"them ({own})")
         return int(s)
 
     def get(self, scale: int):
@@ -165,9 +173,39 @@ def _auto_note(up, strength) -> str:
     return f" (strength auto: {used:g}{', camera-like' if camera else ''})"
 
 
+def _check_output(out: Path, inputs: list[str], files: list[Path]) -> None:
+    """Usage errors of ``-o`` that need the inputs: one line, exit 2, before any work."""
+    import upstep.io as uio
+    from upstep.video import VIDEO_EXTS, is_video
+
+    if out.is_dir() or str(out).endswith(("/", "\\")) or not out.suffix:
+        return
+    ext = out.suffix.lower()
+    if len(files) > 1 and (ext in uio.WRITE_FORMATS or ext in VIDEO_EXTS):
+        raise UpstepError(f"-o {out} names one file, but there are {len(files)} inputs; give an output folder")
+    if len(files) == 1 and ext not in uio.WRITE_FORMATS and not is_video(files[0]):
+        raise UpstepError(f"-o {out}: cannot write '{out.suffix}' files; use one of "
+                          f"{', '.join(sorted(uio.WRITE_FORMATS))}")
+
+
+def _clashes(dests: list[Path], files: list[Path]) -> dict[int, str]:
+    """Index of each input whose output name an earlier input already takes -> the reason (the
+    earlier one is written, this one is reported as failed)."""
+    first: dict[str, Path] = {}
+    out = {}
+    for i, (dest, src) in enumerate(zip(dests, files)):
+        key = os.path.normcase(os.path.abspath(dest))
+        if key in first:
+            out[i] = (f"{src}: its output {dest} is also the output of {first[key]}; upscale it on its own "
+                      "with another -o")
+        else:
+            first[key] = src
+    return out
+
+
 def run_upscale(args) -> int:
     import upstep.io as uio
-    from upstep.video import is_video, upscale_video
+    from upstep.video import VIDEO_EXTS, is_video, upscale_video
 
     check_upscale_args(args)
     inputs = list(args.inputs)
@@ -176,22 +214,32 @@ def run_upscale(args) -> int:
     if not inputs:
         raise UpstepError("no input images: give files or folders, or --demo for the bundled sample")
     out = Path(args.output) if args.output else Path("upscaled")
-    tree = uio.list_input_tree(inputs, recursive=args.recursive, exclude=out if out.is_dir() else None)
+    for folder in (Path(i) for i in inputs if Path(i).is_dir()):
+        if out.is_dir() and uio.same_file(folder, out):
+            raise UpstepError(f"-o {out} is the input folder {folder}; the results would mix with the inputs. "
+                              "Give another output folder")
+    tree = uio.list_input_tree(inputs, recursive=args.recursive, exclude=out if out.is_dir() else None,
+                               exts=uio.READ_EXTS | VIDEO_EXTS)
     files = [f for f, _ in tree]
     if not files:
         raise UpstepError(f"no images found in {', '.join(inputs)}"
                           + ("" if args.recursive else " (add --recursive to look in subfolders)"))
+    _check_output(out, inputs, files)
+
+    def dest_for(path: Path, sub: Path) -> Path:
+        ext = path.suffix.lower() if is_video(path) else (uio.FORMAT_EXTS[args.format] if args.format else None)
+        return uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext, subfolder=sub)
+
+    clash = _clashes([dest_for(f, sub) for f, sub in tree], files)
     models = _Models(args)
     read_kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
 
-    def one(item: tuple[Path, Path]) -> Path:
-        path, sub = item
+    def one(item: tuple[int, tuple[Path, Path]]) -> Path:
+        i, (path, sub) = item
         uio.check_input(path)  # a missing input is reported as such, whatever the output is
-        if is_video(path):
-            ext = path.suffix.lower()
-        else:
-            ext = uio.FORMAT_EXTS[args.format] if args.format else None
-        dest = uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext, subfolder=sub)
+        if i in clash:
+            raise UpstepError(clash[i])
+        dest = dest_for(path, sub)
         uio.check_destination(dest, overwrite=args.overwrite, inputs=files)  # before the slow part
         if is_video(path):
             up = models.get(models.video_scale(path))
@@ -200,6 +248,8 @@ def run_upscale(args) -> int:
                                     overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
             return f"{written}{_auto_note(up, args.strength)}"   # a video keeps its first frame's pick
         img = uio.read_image(path, **read_kw)
+        if img.alpha is not None and uio.WRITE_FORMATS.get(dest.suffix.lower()) == "JPEG":   # before the slow part
+            raise UpstepError(f"{dest}: JPEG cannot store the alpha channel of {path.name}; write .png or .webp")
         plan = models.plan(img.size)
         up = models.get(plan.model_scale)
         result = up.upscale_loaded(
@@ -209,10 +259,10 @@ def run_upscale(args) -> int:
                         exif=img.exif, text=img.text, quality=args.quality)
         return f"{dest}{_auto_note(up, args.strength)}"
 
-    report = uio.run_batch(tree, one, progress=not args.no_progress and len(files) > 1)
-    for (src, _), dest in report.ok:
+    report = uio.run_batch(list(enumerate(tree)), one, progress=not args.no_progress and len(files) > 1)
+    for (_, (src, _)), dest in report.ok:
         print(f"{src} -> {dest}")
-    report.failed = [(src, reason) for (src, _), reason in report.failed]
+    report.failed = [(src, reason) for (_, (src, _)), reason in report.failed]
     if len(files) > 1:
         failed = f", {len(report.failed)} failed" if report.failed else ""
         print(f"{len(report.ok)} of {len(files)} upscaled into {out}{failed}")
@@ -314,19 +364,34 @@ def _add_optional(sub, module: str, name: str) -> None:
     p.set_defaults(func=getattr(mod, f"run_{name.replace('-', '_')}"))
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl+C is (temporary files removed), exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from upstep.hardware import reuse_freed_memory
 
     reuse_freed_memory()  # every command allocates the same tensors again and again (training steps, tiles)
+    on_term = (hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    if on_term:   # like Ctrl+C: temporary files are removed on the way out
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except UpstepError as e:
         print(f"upstep {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("terminated" if isinstance(e, _Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if on_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

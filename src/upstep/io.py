@@ -33,7 +33,9 @@ DEFAULT_MAX_PIXELS = int(os.environ.get("UPSTEP_MAX_PIXELS", 64_000_000))
 READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
                  ".tiff": "TIFF", ".bmp": "BMP"}
-FORMAT_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}  # --format choices
+FORMAT_EXTS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
+               "tif": ".tif", "bmp": ".bmp"}  # --format choices
+SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}  # the formats that store 16-bit grayscale; others get 8 bits
 # BT.601 luma, used to turn the model's RGB output back into grayscale
 LUMA = (0.299, 0.587, 0.114)
 
@@ -101,6 +103,16 @@ def _loaded_pixels(im: Image.Image, path: Path | None) -> LoadedImage:
         im = im.convert("RGBA" if ("transparency" in im.info or im.mode == "PA") else "RGB")
     if im.mode == "1":
         im = im.convert("L")
+    if im.mode in ("RGBa", "La"):  # premultiplied alpha
+        im = im.convert("RGBA" if im.mode == "RGBa" else "LA")
+    key = im.info.get("transparency")
+    if isinstance(key, (int, tuple)) and im.mode in ("RGB", "L"):  # a PNG colour key (tRNS): that colour is transparent
+        arr = np.asarray(im)
+        hit = np.all(arr == np.asarray(key, dtype=arr.dtype), -1) if im.mode == "RGB" else arr == key
+        if hit.any():
+            alpha = np.where(hit, 0, 255).astype(np.uint8)
+            im = Image.fromarray(np.dstack([arr, alpha]) if im.mode == "RGB" else np.stack([arr, alpha], -1),
+                                 "RGBA" if im.mode == "RGB" else "LA")
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         return LoadedImage(_to_tensor(np.clip(arr, 0, 65535), 65535.0), None, True, 16, mode, path, fmt, icc)
@@ -190,7 +202,8 @@ def from_model_rgb(rgb: torch.Tensor, like: LoadedImage, alpha: torch.Tensor | N
     return Image.fromarray(arr, "RGB")
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder (links and relative paths resolved)."""
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
     except OSError:
@@ -200,7 +213,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_destination(path: Path, *, overwrite: bool = False, inputs: Iterable = ()) -> None:
     """Refuse to write over an input, or over an existing file unless ``overwrite``."""
     for src in inputs:
-        if _same_file(Path(src), path):
+        if same_file(Path(src), path):
             raise OutputIsInputError(f"{path}: is one of the inputs; refusing to write over it "
                                      "(choose another output or --suffix)")
     if path.exists() and not overwrite:
@@ -230,8 +243,8 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
     fmt = WRITE_FORMATS[ext]
     if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
         raise ImageWriteError(f"{path}: JPEG cannot store the alpha channel of this image; write .png or .webp")
-    if fmt == "JPEG" and img.mode == "I;16":
-        img = img.point(lambda v: v / 257).convert("L")  # JPEG is 8-bit only
+    if fmt not in SIXTEEN_BIT_FORMATS and img.mode == "I;16":
+        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().astype(np.uint8), "L")
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc_profile
@@ -251,19 +264,21 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
 
 
 def list_input_tree(paths: Iterable[str | Path], recursive: bool = False,
-                    exclude: str | Path | None = None) -> list[tuple[Path, Path]]:
+                    exclude: str | Path | None = None, exts: Iterable[str] = READ_EXTS) -> list[tuple[Path, Path]]:
     """``(file, subfolder)`` for each input: folders expand to their image files (sorted; with
     ``recursive`` those of every subfolder too, other files skipped without a word), each with its
     folder relative to the folder given (``Path()`` at the top), so an output can mirror the tree.
     Explicit paths are kept as given, even missing ones, so a batch reports them as failures
     instead of silently skipping them. Files under ``exclude`` (e.g. the output folder, when it
-    lies inside an input folder) are left out."""
+    lies inside an input folder) are left out. ``exts``: the file name extensions a folder is read
+    for (lower case)."""
     skip = Path(exclude).resolve() if exclude is not None else None
+    exts = set(exts)
     out: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(f for f in it if f.is_file() and f.suffix.lower() in READ_EXTS
+            found = sorted(f for f in it if f.is_file() and f.suffix.lower() in exts
                            and not (skip is not None and f.resolve().is_relative_to(skip)))
             out += [(f, f.parent.relative_to(p)) for f in found]
         else:
@@ -301,6 +316,10 @@ class BatchReport:
         return 1 if self.failed else 0
 
     def summary(self) -> str:
+        """Every failure, one line each; a header line when there was more than one item."""
+        if len(self.ok) + len(self.failed) == 1:
+            item, reason = self.failed[0]
+            return reason if reason.startswith(f"{item}: ") else f"{item}: {reason}"
         lines = [f"{len(self.failed)} of {len(self.ok) + len(self.failed)} failed:"]
         # a reason that already starts with the file's name is not prefixed with it again
         lines += [f"  {reason}" if reason.startswith(f"{item}: ") else f"  {item}: {reason}"

@@ -190,6 +190,19 @@ def save_model(model: nn.Module, folder: str | Path, dtype: torch.dtype | None =
     return folder
 
 
+def one_step_only(info: dict) -> str | None:
+    """Why a model (its config's ``info``) can be sampled in one step only, or None: training that
+    never saw a time t < 1 leaves the U-Net's output there undefined, so a DDIM run of several steps,
+    which visits such times, ends in noise."""
+    tc = info.get("train_config") or {}
+    recipe = tc.get("recipe")
+    if recipe == "perceptual" and (tc.get("perceptual") or {}).get("train_unet", True):
+        return "its U-Net was fine-tuned at t = 1 only (recipe perceptual)"
+    if recipe == "standard" and float((tc.get("train") or {}).get("p_terminal", 0.0)) >= 1.0:
+        return "it was trained at t = 1 only (train.p_terminal = 1)"
+    return None
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     from upstep.errors import ModelLoadError
     from upstep.registry import MODEL_KINDS, model_class

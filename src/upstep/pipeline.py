@@ -21,12 +21,14 @@ size, balanced so no tile is a thin sliver; an integer ``tile`` (LR pixels) fixe
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from upstep.colorfix import COLORFIX
+from upstep.errors import UpstepError
 from upstep.hardware import reuse_freed_memory
 
 # Output pixels per network call when tiling is automatic: 1024² (a 256² input at x4) needed about
@@ -91,6 +93,15 @@ class TiledUpscaler:
         m = model.pixel_multiple  # HR tiles must be multiples of this
         self.multiple = m
         self.auto_tile_px = auto_tile_px
+        if tile != "auto":
+            try:
+                tile = int(tile)
+            except (TypeError, ValueError):
+                raise UpstepError(f"tile must be a number of LR pixels or 'auto', got {tile!r}") from None
+            if tile < 1:
+                raise UpstepError(f"tile must be a positive number of LR pixels (or 'auto'), got {tile}")
+        if overlap < 0:
+            raise UpstepError(f"overlap must be 0 or more LR pixels, got {overlap}")
         if tile == "auto":
             self.tile_hr = None
             side = max(m, math.isqrt(auto_tile_px) // m * m)
@@ -143,6 +154,10 @@ class TiledUpscaler:
                 progress: bool = False) -> torch.Tensor:
         if lr.ndim == 3:
             return self.upscale(lr[None], steps, seed, colorfix, progress)[0]
+        if colorfix not in COLORFIX:
+            raise UpstepError(f"colorfix {colorfix!r} not known; use one of {', '.join(COLORFIX)}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise UpstepError(f"seed must be a whole number, got {seed!r}")
         n, c, h, w = lr.shape
         s, m = self.scale, self.multiple
         up = (self.model.upsample_lr(lr.float() * 2 - 1) + 1) / 2  # bicubic, whole image, in [0, 1]
@@ -153,7 +168,7 @@ class TiledUpscaler:
             up = F.pad(up, (0, pw, 0, ph), mode=mode)
         H, W = up.shape[-2:]
         f = self.model.autoencoder.factor
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(int(seed))
         noise = torch.randn(n, self.model.unet.latent_channels, H // f, W // f, generator=g)
 
         ov = self.overlap_hr

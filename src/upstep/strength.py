@@ -180,11 +180,18 @@ def read_fidelity_state(model: nn.Module, folder: Path) -> dict[str, torch.Tenso
     """θ_fid of the model loaded from ``folder`` (safetensors only), or a one-line error."""
     from safetensors.torch import load_file
 
+    from upstep.paths import package_weights_dir
+
     path = fidelity_weights_path(folder)
+    if path is None and Path(folder).resolve().parent == package_weights_dir().resolve():
+        have = sorted(p.name for p in package_weights_dir().iterdir()
+                      if p.is_dir() and fidelity_weights_path(p) is not None)
+        raise UpstepError(f"model {Path(folder).name} has no strength control (it ships without a fidelity end); "
+                          f"drop --strength, or use a model that has one: {', '.join(have) or 'none'}")
     if path is None:
-        raise UpstepError(f"model {Path(folder).name} has no fidelity end ({Path(folder) / FIDELITY_FILE} is "
-                          "missing); strength needs a perceptual model shipped with its fidelity weights "
-                          "(scripts/ship_model.py RUN NAME --fidelity FIDELITY_MODEL writes them), or drop --strength")
+        raise UpstepError(f"model {folder} has no fidelity end ({FIDELITY_FILE} is missing there); strength "
+                          "needs a perceptual model shipped with its fidelity weights (scripts/ship_model.py RUN "
+                          "NAME --fidelity FIDELITY_MODEL writes them), or drop --strength")
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types

@@ -118,6 +118,7 @@ def upscale_video(up, src: str | Path, dest: str | Path, *, steps: int | None = 
                              "raise it with --max-pixels if the file is trusted")
         if min(w, h) < 2:
             raise VideoError(f"{src}: {w}x{h} frames are too small to upscale")
+        up.check_steps(steps)   # before any frame is encoded
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
         expected = vin.frames or None  # frame count from the container header, when it has one

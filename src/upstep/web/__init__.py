@@ -71,6 +71,25 @@ def add_serve_arguments(p) -> None:
                         "is printed once at start")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """A one-line error, before the models load and the address is printed, when ``host:port`` cannot
+    be listened on (another server has it, or the address is not this machine's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UpstepError(f"--host {host}: not an address this machine can listen on ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise UpstepError(f"cannot listen on {host}:{port} ({e.strerror}); another program may be using the "
+                              "port: pick another with --port") from None
+
+
 def run_serve(args) -> int:
     host, token = args.host, args.token
     if token is None and not is_loopback(host):
@@ -87,6 +106,7 @@ def run_serve(args) -> int:
     limits = Limits(max_jobs=args.max_jobs, max_queue_bytes=int(args.max_queue_mb * 2**20),
                     max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                     keep_results=args.keep_results, keep_seconds=args.keep_minutes * 60)
+    check_port_free(host, args.port)
     service = Service(args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
                       limits=limits)
     url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/" + (f"?token={token}" if token else "")

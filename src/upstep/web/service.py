@@ -114,7 +114,8 @@ class Size:
             except ValueError:
                 raise UploadRefused(f"{key} must be a number, got {v!r}") from None
 
-        strength = number("strength", float)
+        raw = (q.get("strength") or "").strip()
+        strength = None if raw.lower() == "auto" else number("strength", float)   # auto: the model's default
         if strength is not None:
             try:
                 strength = check_strength(strength)
