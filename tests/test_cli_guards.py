@@ -66,6 +66,32 @@ def test_a_png_colour_key_becomes_alpha(tmp_path):
     assert read_image(tmp_path / "plain.png").alpha is None
 
 
+def _png(path, width, height, depth, colour_type, raw_rows: bytes, trns: bytes):
+    """A PNG written by hand: Pillow cannot write 16-bit colour or a colour key at other depths."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tRNS", trns)
+                     + chunk(b"IDAT", zlib.compress(raw_rows)) + chunk(b"IEND", b""))
+
+
+def test_a_colour_key_of_a_16_bit_or_2_bit_png_is_left_alone(tmp_path):
+    import struct
+
+    rows = b"".join(b"\x00" + b"".join(struct.pack(">HHH", 1000 * x, 3 * y, 7) for x in range(6)) for y in range(4))
+    _png(tmp_path / "rgb16.png", 6, 4, 16, 2, rows, struct.pack(">HHH", 1000, 0, 7))
+    img = read_image(tmp_path / "rgb16.png")       # before: an OverflowError, or the wrong pixels transparent
+    assert img.alpha is None and tuple(img.rgb.shape) == (3, 4, 6)
+    rows = b"".join(b"\x00" + bytes([0b00011011]) for _ in range(4))   # 2-bit gray 0, 1, 2, 3
+    _png(tmp_path / "l2.png", 4, 4, 2, 0, rows, struct.pack(">H", 1))
+    img = read_image(tmp_path / "l2.png")
+    assert img.alpha is None and img.is_gray
+
+
 def test_premultiplied_alpha_keeps_its_alpha(model_dir):
     rgba = np.dstack([np.asarray(_rgb()), np.full((16, 20), 128, np.uint8)])
     out = upstep.load(model_dir, device="cpu").upscale(Image.fromarray(rgba, "RGBA").convert("RGBa"))
@@ -130,34 +156,64 @@ def test_an_output_name_of_a_format_that_cannot_be_written_fails_before_the_work
     assert "cannot write '.gif' files" in capsys.readouterr().err
 
 
-def test_sigterm_during_the_write_leaves_no_partial_file(tmp_path, model_dir, monkeypatch, capsys):
+SIGTERM_SCRIPT = """
+import os, signal, sys
+from PIL import Image
+real_save = Image.Image.save
+def save_then_terminated(self, fp, *a, **k):
+    real_save(self, fp, *a, **k)            # the temporary file is on disk now
+    os.kill(os.getpid(), signal.SIGTERM)    # the handler raises at the next bytecode
+Image.Image.save = save_then_terminated
+from upstep.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_the_write_leaves_no_partial_file(tmp_path, model_dir):
+    import subprocess
+    import sys
+
     _rgb().save(tmp_path / "a.png")
-    real_save = Image.Image.save
-
-    def save_then_terminated(self, fp, *a, **k):
-        real_save(self, fp, *a, **k)            # the temporary file is on disk now
-        os.kill(os.getpid(), signal.SIGTERM)    # the handler raises at the next bytecode
-
-    monkeypatch.setattr(Image.Image, "save", save_then_terminated)
     out = tmp_path / "out"
     out.mkdir()
-    code = main(["upscale", str(tmp_path / "a.png"), "-o", str(out), "--model", str(model_dir), "--no-progress"])
-    assert code == 143 and "terminated" in capsys.readouterr().err
-    assert list(out.iterdir()) == []                       # neither the result nor a hidden temporary file
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # put back afterwards
+    r = subprocess.run([sys.executable, "-c", SIGTERM_SCRIPT, "upscale", str(tmp_path / "a.png"), "-o", str(out),
+                        "--model", str(model_dir), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == -signal.SIGTERM, r.stderr      # ends as SIGTERM ends a process
+    assert list(out.iterdir()) == []                        # neither the result nor a hidden temporary file
 
 
-def test_videos_in_a_folder_are_upscaled_beside_its_images(tmp_path, model_dir):
-    pytest.importorskip("av", reason="video needs PyAV")
-    from test_video import make_clip
+def test_only_upscale_and_degrade_unwind_on_sigterm():
+    from upstep.cli import TERM_CLEANS_UP
 
+    assert TERM_CLEANS_UP == {"upscale", "degrade"}   # serve: uvicorn's own handlers; train: atomic checkpoints
+
+
+def test_a_folder_is_read_for_images_and_a_folder_of_videos_says_so(tmp_path, model_dir, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    make_clip(src / "clip.mp4", n=2, audio=False)
+    (src / "clip.mp4").write_bytes(b"not read")
+    args = ["upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--no-progress"]
+    assert main(args) == 2 and "1 video(s) there" in capsys.readouterr().err
     _rgb().save(src / "a.png")
-    out = tmp_path / "out"
-    assert main(["upscale", str(src), "-o", str(out), "--model", str(model_dir), "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "clip.mp4"]
+    assert main(args) == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_a_trailing_separator_makes_the_output_a_folder(tmp_path, model_dir):
+    _rgb().save(tmp_path / "a.png")
+    _rgb(seed=1).save(tmp_path / "b.png")
+    base = ["--model", str(model_dir), "--no-progress"]
+    assert main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", f"{tmp_path / 'o.png'}/", *base]) == 0
+    assert sorted(p.name for p in (tmp_path / "o.png").iterdir()) == ["a.png", "b.png"]
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", f"{tmp_path / 'res.v2'}/", *base]) == 0
+    assert (tmp_path / "res.v2" / "a.png").is_file()
+
+
+def test_the_default_output_folder_as_input_folder_says_it_is_the_default(tmp_path, model_dir, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "upscaled").mkdir()
+    _rgb().save(tmp_path / "upscaled" / "a.png")
+    assert main(["upscale", "upscaled", "--model", str(model_dir), "--no-progress"]) == 2
+    assert "the default output folder upscaled is the input folder" in capsys.readouterr().err
 
 
 # --- steps -----------------------------------------------------------------------------------------
@@ -168,6 +224,7 @@ def test_which_models_are_one_step_only():
     assert one_step_only({"train_config": {"recipe": "standard", "train": {"p_terminal": 1.0}}})
     assert not one_step_only({"train_config": {"recipe": "standard", "train": {"p_terminal": 0.5}}})
     assert not one_step_only({})
+    assert one_step_only({"recipe": "perceptual"})   # exported by `upstep train` before train_config was kept
 
 
 @pytest.mark.parametrize("name", ["default-x4", "fidelity-x4", "large-x4", "default-x2", "default-x8"])
@@ -182,9 +239,12 @@ def test_every_shipped_model_is_one_step_only(name):
 def test_more_steps_on_a_one_step_model_are_refused_but_not_on_a_multi_step_one(tmp_path, model_dir, one_step_dir,
                                                                                 capsys):
     _rgb().save(tmp_path / "a.png")
+    _rgb(seed=1).save(tmp_path / "a2.png")
     args = ["upscale", str(tmp_path / "a.png"), "--steps", "2", "--no-progress"]
-    assert main(args + ["-o", str(tmp_path / "b.png"), "--model", str(one_step_dir)]) == 1
-    assert "t = 1 only" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
+    code = main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "a2.png"), "--steps", "2", "--no-progress",
+                 "-o", str(tmp_path / "b"), "--model", str(one_step_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("t = 1 only") == 1 and not (tmp_path / "b").exists()   # once, before any work
     assert main(args + ["-o", str(tmp_path / "c.png"), "--model", str(model_dir)]) == 0
     up = upstep.load(one_step_dir, device="cpu")
     with pytest.raises(UpstepError, match="leave --steps out"):
@@ -213,11 +273,12 @@ def test_the_api_says_what_is_wrong_with_its_arguments(tmp_path, model_dir):
             up.upscale(_rgb(), steps=bad)
     with pytest.raises(UpstepError, match="at least 1 pixel"):
         up.upscale(_rgb(), out_size=(0, 10))
-    for tile in ("abc", 0, -5):
+    for tile in ("abc", 0, -5, 1.5):
         with pytest.raises(UpstepError, match="tile must be"):
             upstep.load(model_dir, device="cpu", tile=tile)
-    with pytest.raises(UpstepError, match="overlap must be"):
-        upstep.load(model_dir, device="cpu", overlap=-1)
+    for overlap in (-1, "x"):
+        with pytest.raises(UpstepError, match="overlap must be"):
+            upstep.load(model_dir, device="cpu", overlap=overlap)
     with pytest.raises(UpstepError, match="device 'tpu' not supported"):
         upstep.load(model_dir, device="tpu")
 
@@ -249,6 +310,23 @@ def test_web_strength_auto_is_the_models_default():
     assert Size.from_query({"strength": "0.5"}).strength == 0.5
 
 
+def test_serve_on_a_busy_port_fails_before_loading_models_or_printing_its_address(monkeypatch, capsys):
+    pytest.importorskip("uvicorn")
+    import socket
+
+    def no_service(*a, **k):
+        raise AssertionError("no model must load for a busy port")
+
+    monkeypatch.setattr("upstep.web.Service", no_service)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    out = capsys.readouterr()
+    assert "http://" not in out.out and f"cannot listen on 127.0.0.1:{port}" in out.err and "--port" in out.err
+
+
 def test_serve_on_a_port_in_use_fails_before_printing_its_address():
     import socket
 
@@ -278,9 +356,11 @@ def test_alpha_to_jpeg_is_refused_before_the_upscale(tmp_path, model_dir, monkey
         raise AssertionError("must be refused before upscaling")
 
     monkeypatch.setattr("upstep.api.Upscaler.upscale_loaded", no_upscale)
-    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.jpg"), "--model", str(model_dir),
-                 "--no-progress"]) == 1
-    assert "JPEG cannot store the alpha channel of a.png" in capsys.readouterr().err
+    for ext, fmt in ((".jpg", "JPEG"), (".bmp", "BMP")):
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"a{ext}"), "--model", str(model_dir),
+                     "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("a.png") == 1 and f"has an alpha channel, which {fmt} (a{ext}) cannot store" in err
 
 
 def test_crf_out_of_range_is_a_usage_error(tmp_path, capsys):

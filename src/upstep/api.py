@@ -225,11 +225,14 @@ def pick_backend(backend: str, model, device: torch.device, dtype: torch.dtype) 
     if backend not in BACKENDS:
         raise UpstepError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "onnxruntime" and not onnx_backend.available(model, device, dtype):
-        why = ("onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
-               if not onnx_backend.installed() else
-               f"it runs float32 on the CPU only (asked: {str(dtype).replace('torch.', '')} on {device.type}), for "
-               "v-diffusion models with a text-free U-Net without self-attention (mid_attention false, e.g. "
-               "default-x4)")
+        if not onnx_backend.installed():
+            why = "onnxruntime is not installed (pip install onnxruntime onnx; scripts/setup.sh does)"
+        elif device.type != "cpu" or dtype != torch.float32:
+            why = (f"it runs float32 on the CPU only (asked: {str(dtype).replace('torch.', '')} on {device.type}); "
+                   "use --device cpu --dtype float32")
+        else:
+            why = ("it runs v-diffusion models whose U-Net has no text conditioning and no self-attention "
+                   "(mid_attention false, e.g. default-x4); this model has; use --backend torch")
         raise UpstepError(f"backend onnxruntime: {why}")
     return "torch" if backend == "auto" else backend
 

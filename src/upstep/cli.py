@@ -128,8 +128,9 @@ class _Models:
                 fits = [s for s in self.scales if s >= factor] or [s for s in SHIPPED_SCALES if s >= factor]
                 want = fits[0] if fits else max(SHIPPED_SCALES)
                 self.loaded[want] = load(default_model_for(want), **self.kw)  # not shipped: says what ships
-        if args.strength is not None:  # before the first image: a model without a fidelity end is a usage error
-            for up in self.loaded.values():
+        for up in self.loaded.values():  # before the first image: these are usage errors
+            up.check_steps(args.steps)
+            if args.strength is not None:
                 up.prepare_strength(args.strength)
 
     def plan(self, size: tuple[int, int]):
@@ -157,7 +158,9 @@ class _Models:
         from upstep.api import default_model_for, load
 
         if scale not in self.loaded:
-            self.loaded[scale] = load(default_model_for(scale), **self.kw)
+            up = load(default_model_for(scale), **self.kw)
+            up.check_steps(self.args.steps)
+            self.loaded[scale] = up
         return self.loaded[scale]
 
 
@@ -173,12 +176,13 @@ def _auto_note(up, strength) -> str:
     return f" (strength auto: {used:g}{', camera-like' if camera else ''})"
 
 
-def _check_output(out: Path, inputs: list[str], files: list[Path]) -> None:
-    """Usage errors of ``-o`` that need the inputs: one line, exit 2, before any work."""
+def _check_output(out_arg: str, files: list[Path]) -> None:
+    """Usage errors of ``-o`` (as typed) that need the inputs: one line, exit 2, before any work."""
     import upstep.io as uio
     from upstep.video import VIDEO_EXTS, is_video
 
-    if out.is_dir() or str(out).endswith(("/", "\\")) or not out.suffix:
+    out = Path(out_arg)
+    if uio.output_is_folder(out_arg, 1):
         return
     ext = out.suffix.lower()
     if len(files) > 1 and (ext in uio.WRITE_FORMATS or ext in VIDEO_EXTS):
@@ -213,22 +217,25 @@ def run_upscale(args) -> int:
         inputs.append(str(Path(__file__).parent / "assets" / "sample.png"))
     if not inputs:
         raise UpstepError("no input images: give files or folders, or --demo for the bundled sample")
-    out = Path(args.output) if args.output else Path("upscaled")
+    out_arg = args.output or "upscaled"
+    out = Path(out_arg)
     for folder in (Path(i) for i in inputs if Path(i).is_dir()):
         if out.is_dir() and uio.same_file(folder, out):
-            raise UpstepError(f"-o {out} is the input folder {folder}; the results would mix with the inputs. "
-                              "Give another output folder")
-    tree = uio.list_input_tree(inputs, recursive=args.recursive, exclude=out if out.is_dir() else None,
-                               exts=uio.READ_EXTS | VIDEO_EXTS)
+            named = f"-o {out}" if args.output else f"the default output folder {out}"
+            raise UpstepError(f"{named} is the input folder {folder}; the results would mix with the inputs. "
+                              "Give another output folder with -o")
+    tree = uio.list_input_tree(inputs, recursive=args.recursive, exclude=out if out.is_dir() else None)
     files = [f for f, _ in tree]
     if not files:
-        raise UpstepError(f"no images found in {', '.join(inputs)}"
-                          + ("" if args.recursive else " (add --recursive to look in subfolders)"))
-    _check_output(out, inputs, files)
+        videos = [f for f, _ in uio.list_input_tree(inputs, recursive=args.recursive, exts=VIDEO_EXTS)]
+        hint = (f" ({len(videos)} video(s) there: a folder is read for images; name videos one by one)" if videos
+                else "" if args.recursive else " (add --recursive to look in subfolders)")
+        raise UpstepError(f"no images found in {', '.join(inputs)}{hint}")
+    _check_output(out_arg, files)
 
     def dest_for(path: Path, sub: Path) -> Path:
         ext = path.suffix.lower() if is_video(path) else (uio.FORMAT_EXTS[args.format] if args.format else None)
-        return uio.output_path_for(path, out, len(files), suffix=args.suffix, ext=ext, subfolder=sub)
+        return uio.output_path_for(path, out_arg, len(files), suffix=args.suffix, ext=ext, subfolder=sub)
 
     clash = _clashes([dest_for(f, sub) for f, sub in tree], files)
     models = _Models(args)
@@ -248,8 +255,10 @@ def run_upscale(args) -> int:
                                     overwrite=args.overwrite, progress=not args.no_progress, **read_kw)
             return f"{written}{_auto_note(up, args.strength)}"   # a video keeps its first frame's pick
         img = uio.read_image(path, **read_kw)
-        if img.alpha is not None and uio.WRITE_FORMATS.get(dest.suffix.lower()) == "JPEG":   # before the slow part
-            raise UpstepError(f"{dest}: JPEG cannot store the alpha channel of {path.name}; write .png or .webp")
+        fmt = uio.WRITE_FORMATS.get(dest.suffix.lower())
+        if img.alpha is not None and fmt in uio.NO_ALPHA_FORMATS:   # before the slow part
+            raise UpstepError(f"{path}: has an alpha channel, which {fmt} ({dest.name}) cannot store; "
+                              "write .png or .webp")
         plan = models.plan(img.size)
         up = models.get(plan.model_scale)
         result = up.upscale_loaded(
@@ -364,8 +373,14 @@ def _add_optional(sub, module: str, name: str) -> None:
     p.set_defaults(func=getattr(mod, f"run_{name.replace('-', '_')}"))
 
 
+# Commands whose SIGTERM unwinds as Ctrl+C does, so their temporary files are removed before the
+# process ends by the signal. Not serve (uvicorn has its own handlers) nor train (its checkpoints are
+# atomic files already; an exception there would only slow the stop).
+TERM_CLEANS_UP = {"upscale", "degrade"}
+
+
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl+C is (temporary files removed), exit status 143."""
+    """SIGTERM in a TERM_CLEANS_UP command: unwinds like Ctrl+C, then the process ends by SIGTERM."""
 
 
 def _terminate(signum, frame):
@@ -377,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     from upstep.hardware import reuse_freed_memory
 
     reuse_freed_memory()  # every command allocates the same tensors again and again (training steps, tiles)
-    on_term = (hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread()
+    on_term = (args.command in TERM_CLEANS_UP and hasattr(signal, "SIGTERM")
+               and threading.current_thread() is threading.main_thread()
                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
     if on_term:   # like Ctrl+C: temporary files are removed on the way out
         signal.signal(signal.SIGTERM, _terminate)
@@ -386,9 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     except UpstepError as e:
         print(f"upstep {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print("terminated" if isinstance(e, _Terminated) else "interrupted", file=sys.stderr)
-        return 143 if isinstance(e, _Terminated) else 130
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)   # cleaned up; now end as SIGTERM ends a process
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         if on_term:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

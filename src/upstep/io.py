@@ -36,6 +36,7 @@ WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"
 FORMAT_EXTS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
                "tif": ".tif", "bmp": ".bmp"}  # --format choices
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}  # the formats that store 16-bit grayscale; others get 8 bits
+NO_ALPHA_FORMATS = {"JPEG", "BMP"}     # the formats that cannot store an alpha channel
 # BT.601 luma, used to turn the model's RGB output back into grayscale
 LUMA = (0.299, 0.587, 0.114)
 
@@ -89,14 +90,17 @@ def _metadata(im: Image.Image) -> tuple[bytes | None, dict[str, str] | None]:
     return (exif.tobytes() if len(exif) else None), text
 
 
-def loaded_from_pil(im: Image.Image, path: Path | None = None) -> LoadedImage:
-    """Normalise any PIL mode to (rgb or gray, alpha, bit depth)."""
-    img = _loaded_pixels(im, path)
+def loaded_from_pil(im: Image.Image, path: Path | None = None, rawmode: str | None = None) -> LoadedImage:
+    """Normalise any PIL mode to (rgb or gray, alpha, bit depth). ``rawmode``: how the file stores
+    its pixels (``im.tile``'s, read before ``load()`` empties it; None: read it here)."""
+    if rawmode is None and getattr(im, "tile", None):
+        rawmode = im.tile[0][3] if isinstance(im.tile[0][3], str) else im.tile[0][3][0]
+    img = _loaded_pixels(im, path, rawmode)
     img.exif, img.text = _metadata(im)
     return img
 
 
-def _loaded_pixels(im: Image.Image, path: Path | None) -> LoadedImage:
+def _loaded_pixels(im: Image.Image, path: Path | None, rawmode: str | None = None) -> LoadedImage:
     mode, fmt, icc = im.mode, im.format, im.info.get("icc_profile")
     im = ImageOps.exif_transpose(im)
     if im.mode == "P" or im.mode == "PA":
@@ -106,7 +110,9 @@ def _loaded_pixels(im: Image.Image, path: Path | None) -> LoadedImage:
     if im.mode in ("RGBa", "La"):  # premultiplied alpha
         im = im.convert("RGBA" if im.mode == "RGBa" else "LA")
     key = im.info.get("transparency")
-    if isinstance(key, (int, tuple)) and im.mode in ("RGB", "L"):  # a PNG colour key (tRNS): that colour is transparent
+    # a PNG colour key (tRNS): pixels of that colour are transparent. Only for 8-bit files: Pillow reads
+    # 16-bit and 1/2/4-bit ones as 8-bit but keeps the key in the file's units
+    if isinstance(key, (int, tuple)) and im.mode in ("RGB", "L") and rawmode == im.mode:
         arr = np.asarray(im)
         hit = np.all(arr == np.asarray(key, dtype=arr.dtype), -1) if im.mode == "RGB" else arr == key
         if hit.any():
@@ -167,10 +173,11 @@ def read_image(path: str | Path, *, max_pixels: int | None = None, min_size: int
             raise ImageReadError(f"{path}: {w}x{h} is too small to upscale (needs at least {min_size}px a side)")
         try:
             im.seek(0)  # GIF/APNG/TIFF: the first frame
+            tile = im.tile[0][3] if im.tile else None
             im.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageReadError(f"{path}: truncated or corrupt image data ({e})") from e
-        return loaded_from_pil(im, path)
+        return loaded_from_pil(im, path, tile if isinstance(tile, str) else (tile[0] if tile else None))
 
 
 def to_model_rgb(img: LoadedImage) -> torch.Tensor:
@@ -241,8 +248,8 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
                               f"{', '.join(sorted(WRITE_FORMATS))}")
     check_destination(path, overwrite=overwrite, inputs=inputs)
     fmt = WRITE_FORMATS[ext]
-    if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
-        raise ImageWriteError(f"{path}: JPEG cannot store the alpha channel of this image; write .png or .webp")
+    if fmt in NO_ALPHA_FORMATS and img.mode in ("RGBA", "LA"):
+        raise ImageWriteError(f"{path}: {fmt} cannot store the alpha channel of this image; write .png or .webp")
     if fmt not in SIXTEEN_BIT_FORMATS and img.mode == "I;16":
         img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().astype(np.uint8), "L")
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
@@ -291,12 +298,19 @@ def list_inputs(paths: Iterable[str | Path], recursive: bool = False) -> list[Pa
     return [f for f, _ in list_input_tree(paths, recursive)]
 
 
-def output_path_for(src: Path, out: Path, n_inputs: int, suffix: str = "", ext: str | None = None,
+def output_is_folder(out: str | Path, n_inputs: int) -> bool:
+    """Whether ``-o out`` is a folder: several inputs, an existing folder, a name without an
+    extension, or one written with a trailing separator (test the string as typed: ``Path`` drops it)."""
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    return n_inputs > 1 or Path(out).is_dir() or str(out).endswith(seps) or Path(out).suffix == ""
+
+
+def output_path_for(src: Path, out: str | Path, n_inputs: int, suffix: str = "", ext: str | None = None,
                     subfolder: str | Path = "") -> Path:
     """Where ``src``'s result goes: ``out`` itself for one input written to a file name, else
     ``out/subfolder/<stem><suffix><ext>`` (``ext``: the input's, .png where it cannot be written)."""
+    folder_mode = output_is_folder(out, n_inputs)
     src, out = Path(src), Path(out)
-    folder_mode = n_inputs > 1 or out.is_dir() or str(out).endswith(os.sep) or out.suffix == ""
     if not folder_mode:
         return out
     if ext is None:

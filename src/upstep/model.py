@@ -195,7 +195,7 @@ def one_step_only(info: dict) -> str | None:
     never saw a time t < 1 leaves the U-Net's output there undefined, so a DDIM run of several steps,
     which visits such times, ends in noise."""
     tc = info.get("train_config") or {}
-    recipe = tc.get("recipe")
+    recipe = tc.get("recipe") or info.get("recipe")   # models exported before train_config was kept
     if recipe == "perceptual" and (tc.get("perceptual") or {}).get("train_unet", True):
         return "its U-Net was fine-tuned at t = 1 only (recipe perceptual)"
     if recipe == "standard" and float((tc.get("train") or {}).get("p_terminal", 0.0)) >= 1.0:

@@ -65,6 +65,29 @@ def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
     return w
 
 
+def _whole(v, what: str) -> int:
+    """``v`` as an int when it is a whole number (an int, a float like 128.0, or such a string)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if isinstance(v, bool) or not math.isfinite(f) or f != int(f):
+        raise UpstepError(f"{what}, got {v!r}")
+    return int(f)
+
+
+def _check_tiling(tile, overlap) -> tuple[int | str, int]:
+    """``tile`` ("auto" or a positive whole number of LR pixels) and ``overlap`` (0 or more), checked."""
+    if tile != "auto":
+        tile = _whole(tile, "tile must be a whole number of LR pixels or 'auto'")
+        if tile < 1:
+            raise UpstepError(f"tile must be a positive number of LR pixels (or 'auto'), got {tile}")
+    overlap = _whole(overlap, "overlap must be a whole number of LR pixels")
+    if overlap < 0:
+        raise UpstepError(f"overlap must be 0 or more LR pixels, got {overlap}")
+    return tile, overlap
+
+
 class TiledUpscaler:
     """Runs an SR model (``scale``, ``pixel_multiple``, ``upsample_lr``, ``upscale_upsampled``).
 
@@ -74,6 +97,7 @@ class TiledUpscaler:
     def __init__(self, model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  tile: int | str = "auto", overlap: int = 16, tile_batch: int = 4,
                  channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX, backend: str = "torch"):
+        tile, overlap = _check_tiling(tile, overlap)   # before any export or copy of the model
         self.device = torch.device(device)
         self.backend = backend
         if self.device.type == "cpu":  # the activation buffers of one call are reused by the next
@@ -93,15 +117,6 @@ class TiledUpscaler:
         m = model.pixel_multiple  # HR tiles must be multiples of this
         self.multiple = m
         self.auto_tile_px = auto_tile_px
-        if tile != "auto":
-            try:
-                tile = int(tile)
-            except (TypeError, ValueError):
-                raise UpstepError(f"tile must be a number of LR pixels or 'auto', got {tile!r}") from None
-            if tile < 1:
-                raise UpstepError(f"tile must be a positive number of LR pixels (or 'auto'), got {tile}")
-        if overlap < 0:
-            raise UpstepError(f"overlap must be 0 or more LR pixels, got {overlap}")
         if tile == "auto":
             self.tile_hr = None
             side = max(m, math.isqrt(auto_tile_px) // m * m)

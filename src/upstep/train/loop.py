@@ -245,8 +245,8 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     out = run_dir / "model"
     if accelerator.is_main_process and end == total:
         model = recipe.export()
-        save_model(model, out, extra={"recipe": cfg["recipe"], "steps": total,
-                                      "config": cfg.get("name", ""), "trained_by": "upstep train"})
+        save_model(model, out, extra={"recipe": cfg["recipe"], "steps": total, "config": cfg.get("name", ""),
+                                      "trained_by": "upstep train", "train_config": cfg})
     accelerator.wait_for_everyone()  # every process sees the model (a chain's next stage loads it)
     return out
 

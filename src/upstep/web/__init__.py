@@ -22,7 +22,9 @@ the result is dropped); ``GET /api/jobs/<id>/input.png`` and ``/result.png``.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 import secrets
 
 from upstep.errors import UpstepError
@@ -81,13 +83,18 @@ def check_port_free(host: str, port: int) -> None:
     except socket.gaierror as e:
         raise UpstepError(f"--host {host}: not an address this machine can listen on ({e.strerror})") from None
     family, _, _, _, addr = infos[0]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if os.name != "nt":   # as uvicorn binds; on Windows SO_REUSEADDR would let a busy port pass
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
         except OSError as e:
-            raise UpstepError(f"cannot listen on {host}:{port} ({e.strerror}); another program may be using the "
-                              "port: pick another with --port") from None
+            what = {errno.EADDRINUSE: "another program is using the port: pick another with --port",
+                    errno.EACCES: "ports below 1024 need administrator rights: pick another with --port",
+                    errno.EADDRNOTAVAIL: "the address is not one of this machine's: check --host"}
+            raise UpstepError(f"cannot listen on {where} ({e.strerror}); "
+                              f"{what.get(e.errno, 'check --host and --port')}") from None
 
 
 def run_serve(args) -> int:
