@@ -366,3 +366,20 @@ def test_alpha_to_jpeg_is_refused_before_the_upscale(tmp_path, model_dir, monkey
 def test_crf_out_of_range_is_a_usage_error(tmp_path, capsys):
     assert main(["upscale", "x.mp4", "--crf", "99"]) == 2
     assert "--crf must be between 0" in capsys.readouterr().err
+
+
+def test_tiff_output_is_losslessly_compressed(tmp_path):
+    img = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+    back = Image.open(write_image(img, tmp_path / "z.tif"))
+    assert back.info.get("compression") == "tiff_adobe_deflate" and np.asarray(back).max() == 0
+    assert (tmp_path / "z.tif").stat().st_size < 64 * 64 * 3 / 4
+
+
+def test_web_serves_only_the_input_and_result_images():
+    from types import SimpleNamespace
+
+    from upstep.web.service import Service
+
+    svc = SimpleNamespace(jobs={"j": SimpleNamespace(input_png=b"in", result_png=b"out")})
+    assert Service.job_image(svc, "j", "input") == b"in" and Service.job_image(svc, "j", "result") == b"out"
+    assert Service.job_image(svc, "j", "anything") == b"" and Service.job_image(svc, "k", "result") == b""

@@ -220,7 +220,9 @@ class Service:
 
     def job_image(self, job_id: str, which: str) -> bytes:
         job = self.jobs.get(job_id)
-        return (job.input_png if which == "input" else job.result_png) if job else b""
+        if job is None or which not in ("input", "result"):   # the two documented names only
+            return b""
+        return job.input_png if which == "input" else job.result_png
 
     # -- admission -------------------------------------------------------------------------------
     def _busy(self, why: str) -> QueueFull:
