@@ -252,7 +252,7 @@ def write_image(img: Image.Image, path: str | Path, *, overwrite: bool = False, 
         raise ImageWriteError(f"{path}: {fmt} cannot store the alpha channel of this image; write .png or .webp")
     if fmt not in SIXTEEN_BIT_FORMATS and img.mode == "I;16":
         img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().astype(np.uint8), "L")
-    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"compression": "tiff_deflate"} if fmt == "TIFF" else {}
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc_profile
     if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
