@@ -364,3 +364,25 @@ def test_real_camera_crops_refuses_a_model_of_another_scale(tmp_path, capsys):
         crops.main(["--scale", "2", "--model", "default-x4", "--out", str(tmp_path / "c")])
     assert e.value.code == 2 and "model default-x4 is x4, not x2" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_eval_never_reports_another_evaluations_records_as_its_own(tmp_path, data_root, capsys):
+    a = save_model(make_tiny_model(seed=0), tmp_path / "a")
+    b = save_model(make_tiny_model(seed=1), tmp_path / "b")
+    out = tmp_path / "res"
+
+    def run(model, *extra):
+        return main(["eval", "--model", str(model), "--sets", "tiny", "--out", str(out), "--peers", "none",
+                     "--data-root", str(data_root), "--no-progress", "--metrics", "psnr", *extra])
+
+    assert run(a) == 0
+    first = json.loads((out / "results.json").read_text())["sets"]["tiny"]["methods"]["model@1"]["psnr"]
+    assert run(a) == 0                                                    # the same evaluation resumes
+    for model, extra, what in ((b, (), "model_files"), (a, ("--seed", "5"), "seed"),
+                               (a, ("--metrics", "psnr,ssim"), "metrics")):
+        capsys.readouterr()
+        assert run(model, *extra) == 2 and f"different {what}" in capsys.readouterr().err
+    assert run(b, "--fresh") == 0
+    assert json.loads((out / "results.json").read_text())["sets"]["tiny"]["methods"]["model@1"]["psnr"] != first
+    (out / "settings.json").unlink()                                      # records of an unrecorded evaluation
+    assert run(b) == 2 and "settings were not recorded" in capsys.readouterr().err

@@ -15,6 +15,7 @@ model | HR) into ``--out``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -79,14 +80,56 @@ def _load_records(path: Path) -> dict[tuple, dict]:
     return done
 
 
+def _file_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode())
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _settings(up, seed, strength, metrics, data_root, weights_dir) -> dict:
+    """What the per-image records of an evaluation depend on besides (set, method, image): the
+    model's files (and the camera detector behind strength auto), seed, strength, metrics, data."""
+    from upstep.camera_detect import SHIPPED
+    from upstep.paths import data_root as default_data_root
+    from upstep.strength import fidelity_weights_path
+
+    folder = Path(up.model.folder)
+    files = [folder / "config.json", folder / "model.safetensors"]
+    fid_end = fidelity_weights_path(folder)
+    files += [fid_end] if fid_end else []
+    files += [SHIPPED / "model.safetensors"] if up.auto_rule else []
+    return {"model_files": _file_digest(files), "seed": seed, "strength": str(strength), "metrics": sorted(metrics),
+            "data_root": str(Path(data_root or default_data_root()).resolve()),
+            "weights_dir": str(Path(weights_dir).resolve()) if weights_dir else None}
+
+
+def _check_settings(out: Path, settings: dict, have_records: bool) -> None:
+    """Refuse to mix records of another evaluation into this one (they would be reported as its own)."""
+    path = out / "settings.json"
+    if not have_records:
+        return
+    if not path.is_file():
+        raise UpstepError(f"{out}: holds per-image records of an evaluation whose settings were not recorded, which "
+                          "this run would report as its own; pass --fresh to recompute them, or give another --out")
+    old = json.loads(path.read_text())
+    diff = [k for k in settings if old.get(k) != settings[k]]
+    if diff:
+        raise UpstepError(f"{out}: holds records of another evaluation (different {', '.join(diff)}); pass --fresh "
+                          "to replace them, or give another --out")
+
+
 def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, peers: str = "all",
              limit: int = 0, metrics: list[str] | None = None, data_root=None, weights_dir=None,
              device: str = "auto", seed: int = 0, fresh: bool = False, progress: bool = True,
              command: list[str] | None = None, fid_patches: int = 0, fid_patch: int = DEFAULT_PATCH,
              fid_steps: list[int] | None = None, fid_reference: Path | None = None,
-             strength: float | str | None = None) -> dict:
+             strength: float | str | None = None, check_settings: bool = True) -> dict:
     """Evaluate one model on ``sets`` at each DDIM step count in ``steps``, beside bicubic and
-    ``peers``; per-image records in ``out/records.jsonl`` make it resume. ``fid_patches`` > 0 adds
+    ``peers``; per-image records in ``out/records.jsonl`` make it resume, only into a folder whose
+    ``settings.json`` matches (``_settings``; ``check_settings=False``: the caller checks, as an
+    ablation does by its model stamp). ``fid_patches`` > 0 adds
     the patch FID, for the step counts in ``fid_steps`` (default: all); ``fid_reference`` is a
     folder for the features that do not depend on the model (HR and bicubic patches, per scale),
     shared by every evaluation that names it (an ablation's arms)."""
@@ -114,6 +157,10 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
         shutil.rmtree(out / "fid_features")
     done = _load_records(rec_path)
     opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]
+    if check_settings:
+        settings = _settings(up, seed, strength, metrics, data_root, weights_dir)
+        _check_settings(out, settings, bool(done))
+        write_json(out / "settings.json", settings)
     fid = (_FidCache(out, fid_patches, fid_patch, seed, up.device, fid_reference and Path(fid_reference) / f"x{scale}")
            if fid_patches else None)
     fid_methods = [m for m, (kind, arg) in methods.items()
