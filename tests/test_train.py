@@ -181,3 +181,34 @@ def test_time_limit_finishes_the_run_early_with_a_model(tmp_path):
     last = json.loads((tmp_path / "r" / "log.jsonl").read_text().splitlines()[-1])
     assert last == {"step": 1, "elapsed_s": last["elapsed_s"], "stopped": "time_limit"}  # what ship_model reads
     load_model(out)
+
+
+def test_a_run_resumes_only_with_its_own_networks_and_not_past_its_end(tmp_path):
+    from upstep.train.checkpoint import CheckpointError
+
+    run = tmp_path / "run"
+    train(tiny_cfg(steps=4, checkpoint_every=2, val_every=0), run, progress=False)
+    other = tiny_cfg(steps=8, checkpoint_every=2, val_every=0)
+    other["model"]["unet"]["block_out_channels"] = [8, 16]
+    with pytest.raises(CheckpointError, match="another model"):
+        train(other, run, progress=False)
+    recipe = tiny_cfg(steps=8, checkpoint_every=2, val_every=0)
+    recipe["recipe"] = "resshift_teacher"
+    with pytest.raises(CheckpointError, match="another recipe"):
+        train(recipe, run, progress=False)
+    with pytest.raises(CheckpointError, match="already at step 4, past train.steps=2"):
+        train(tiny_cfg(steps=2, checkpoint_every=2, val_every=0), run, progress=False)
+    train(tiny_cfg(steps=6, checkpoint_every=2, val_every=0), run, progress=False)   # more steps: fine
+    assert json.loads((run / "latest.json").read_text())["step"] == 6
+
+
+def test_a_restart_from_step_0_logs_each_step_once_and_a_lost_latest_json_is_found_again(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cfg(steps=6, checkpoint_every=10, val_every=0), run, stop_after=2, progress=False)  # no checkpoint
+    train(tiny_cfg(steps=3, checkpoint_every=3, val_every=0), run, progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    (run / "latest.json").unlink()
+    from upstep.train.checkpoint import latest_checkpoint
+
+    assert latest_checkpoint(run).name == "step_0000003"

@@ -295,16 +295,24 @@ def _add_train(sub):
 
 
 def run_train(args) -> int:
-    from upstep.config import load_config
+    from upstep.config import apply_override, load_config
     from upstep.train.loop import train
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config)
+    chain = cfg.get("recipe") == "yonos_chain"
+    # a chain's own sections take their --set as given; any other --set applies to every stage
+    chain_level = [i for i in args.set if i.split("=", 1)[0].split(".")[0] in ("defaults", "stages", "name")]
+    for item in (chain_level if chain else args.set):
+        apply_override(cfg, item)
     if args.fill_latent_cache:
         return _fill_latent_cache(cfg, args)
-    if cfg.get("recipe") == "yonos_chain":  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
+    if chain:  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
         from upstep.recipes.scale_distill import chain_stages, run_chain
 
         stages = chain_stages(cfg)
+        for stage in stages:
+            for item in (i for i in args.set if i not in chain_level):
+                apply_override(stage, item)
         if args.init_from and stages:  # --init-from applies to the first (non-distilled) stage
             stages[0].setdefault("model", {})["init_from"] = args.init_from
         out = run_chain(stages, args.run_dir, progress=not args.no_progress)

@@ -12,8 +12,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
     p = Path(path)
-    if not p.is_file() and (CONFIG_DIR / p).is_file():
-        p = CONFIG_DIR / p
+    for candidate in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.json"):   # a bundled config, with or without .json
+        if not p.is_file() and candidate.is_file():
+            p = candidate
     if not p.is_file():
         raise ConfigError(f"config {path}: file not found (the bundled ones are in {CONFIG_DIR})")
     try:
@@ -47,6 +48,35 @@ def apply_override(cfg: dict, item: str) -> None:
         value = raw
     node = cfg
     parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):   # stages.0.train.steps: a list entry by its index
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i])} is a list of {len(node)}; "
+                                  f"{part!r} is not an index of it")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[:i])} is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is a list; name an entry's key")
+    node[last] = _checked(item, node.get(last), value)
+
+
+def _checked(item: str, old, value):
+    """``value`` for a setting that held ``old``: a number stays a number (a whole one whole), a list
+    a list; other settings take any JSON (some hold a name or a mixture, a path or null)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if number(old) and not number(value):
+        raise ConfigError(f"override {item!r}: this setting is a number (now {old!r}); give a number")
+    if isinstance(old, int) and not isinstance(old, bool) and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"override {item!r}: this setting is a whole number (now {old!r})")
+        value = int(value)
+    if isinstance(old, list) and not isinstance(value, list):
+        raise ConfigError(f"override {item!r}: this setting is a list (now {json.dumps(old)}); give one in JSON, "
+                          f"e.g. {item.split('=', 1)[0]}='[\"{value}\"]'")
+    return value

@@ -59,11 +59,20 @@ def add_eval_arguments(p) -> None:
 
 
 def _methods(model, steps: list[int], peers: str, scale: int, weights_dir):
-    from upstep.peers import available_peers
+    from upstep.peers import available_peers, peer_names, unavailable_peers
 
+    asked = [] if peers in ("all", "none", "") else [p.strip().lower() for p in peers.split(",") if p.strip()]
+    unknown = [p for p in asked if p not in peer_names(scale, weights_dir)]
+    if unknown:
+        raise UpstepError(f"--peers: unknown peer {unknown[0]!r}; known: {', '.join(peer_names(scale, weights_dir))} "
+                          "(or all, none)")
+    missing = unavailable_peers(scale, weights_dir)
+    cannot = [p for p in asked if p in missing]
+    if cannot:
+        raise UpstepError(f"--peers: {cannot[0]} cannot run here: {missing[cannot[0]]}")
     out = {f"model@{n}": ("model", n) for n in steps}
     for peer in available_peers(scale, weights_dir=weights_dir):
-        if peer.name == "bicubic" or peers == "all" or peer.name in peers.split(","):
+        if peer.name == "bicubic" or peers == "all" or peer.name in asked:
             out[peer.name] = ("peer", peer)
     return out
 

@@ -87,9 +87,13 @@ def open_set(name: str, root: Path | None = None) -> BenchmarkSet:
     if not base.is_dir():
         raise UpstepError(f"benchmark set {name!r} not found at {base}; set UPSTEP_DATA or --data-root "
                           f"(known sets: {', '.join(KNOWN_SETS)})")
-    hr = {p.stem: p for p in list_inputs([base / "hr"])} if (base / "hr").is_dir() else {}
-    lr = {p.stem: p for p in list_inputs([base / "lr"])} if (base / "lr").is_dir() else {}
+    def sub(kind: str) -> dict:   # hr/ and lr/ (HR/ and LR/ too: what `upstep degrade` writes)
+        folder = next((base / k for k in (kind, kind.upper()) if (base / k).is_dir()), None)
+        return {p.stem: p for p in list_inputs([folder])} if folder else {}
+
+    hr, lr = sub("hr"), sub("lr")
     names = sorted(set(hr) | set(lr))
     if not names:
-        raise UpstepError(f"benchmark set {name!r} at {base} holds no images")
+        raise UpstepError(f"benchmark set {name!r} at {base} holds no images: a set keeps them in hr/ and/or lr/ "
+                          "(file names matching 1:1, LR exactly 1/scale of HR)")
     return BenchmarkSet(name, base, [Item(n, lr.get(n), hr.get(n)) for n in names])

@@ -94,9 +94,12 @@ def load_teacher(path: str | Path, device) -> ResShiftSRModel:
     if not path:
         raise ConfigError("colearn: set `teacher` to a trained ResShift model folder "
                           "(e.g. `upstep train configs/resshift_teacher_tiny.json --run-dir runs/teacher`, then `runs/teacher/model`)")
-    teacher = load_model(path)
+    from upstep.api import resolve_model
+
+    teacher = load_model(resolve_model(path))    # a model folder, a run folder (its model/) or a shipped name
     if not isinstance(teacher, ResShiftSRModel):
-        raise ConfigError(f"colearn: teacher {path} is a {teacher.kind!r} model, not 'resshift'")
+        raise ConfigError(f"colearn: teacher {path} is a {teacher.kind!r} model, not a ResShift one; train one with "
+                          "a resshift_teacher config and give its run folder")
     return teacher.to(device).eval().requires_grad_(False)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from upstep.errors import UpstepError
 from upstep.model import save_json
 
 
@@ -103,10 +104,17 @@ def _with_versions(module: torch.nn.Module, state: dict) -> OrderedDict:
     return out
 
 
+class CheckpointError(UpstepError, RuntimeError):
+    """A run folder's checkpoint cannot be resumed; the message says what to do."""
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``latest.json`` names; without that file (lost, or a copy of the folder that
+    missed it), the newest complete ``checkpoints/step_*`` (each is renamed into place whole)."""
     marker = Path(run_dir) / "latest.json"
     if not marker.is_file():
-        return None
+        done = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / "state.json").is_file())
+        return done[-1] if done else None
     path = Path(run_dir) / json.loads(marker.read_text())["path"]
     return path if (path / "state.json").is_file() else None
 
@@ -118,7 +126,7 @@ def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, sca
         tensors = load_file(str(Path(path) / "tensors.safetensors"))
         state = json.loads((Path(path) / "state.json").read_text())
     except Exception as e:  # OSError, JSON errors, and safetensors' own SafetensorError
-        raise RuntimeError(f"{path}: this checkpoint cannot be read ({type(e).__name__}: {e}). Nothing was "
+        raise CheckpointError(f"{path}: this checkpoint cannot be read ({type(e).__name__}: {e}). Nothing was "
                            "changed; to resume from the previous checkpoint, point latest.json at its folder, "
                            "or start a fresh --run-dir") from e
     for name, m in modules.items():
@@ -126,7 +134,7 @@ def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, sca
         saved = _with_versions(m, {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
         missing, unexpected = m.load_state_dict(saved, strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"{path}: the {name} weights do not match the run's networks "
+            raise CheckpointError(f"{path}: the {name} weights do not match the run's networks "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was the run folder "
                                "made by another version or config? Resume with that, or use a fresh --run-dir")
     for name, e in emas.items():

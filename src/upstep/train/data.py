@@ -93,6 +93,10 @@ class HRCropDataset:
             kept = kept[:limit]
         if pool and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 1):
             raise ConfigError(f"data.crop_pool must be a number of crops (an integer >= 1), not {pool!r}")
+        if not kept and want_val and not files:
+            raise ConfigError(f"the validation split of {dirs} is empty: data.val_fraction={val_fraction} of its "
+                              f"images (picked by file name) is none of them. Raise data.val_fraction (e.g. "
+                              "--set data.val_fraction=0.2) or turn validation off (--set train.val_every=0)")
         if not kept:
             raise ConfigError(f"no {split} images of at least {crop}px in {dirs}")
         return cls(kept, crop, int(pool or 0), pool_seed)
@@ -103,9 +107,13 @@ class HRCropDataset:
     def image(self, i: int) -> torch.Tensor:
         """uint8 CHW RGB tensor (grayscale repeated, alpha dropped)."""
         if i not in self._cache:
-            with Image.open(self.files[i]) as im:
-                im = ImageOps.exif_transpose(im).convert("RGB")
-                self._cache[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+            try:
+                with Image.open(self.files[i]) as im:
+                    im = ImageOps.exif_transpose(im).convert("RGB")
+                    self._cache[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+            except (OSError, SyntaxError, ValueError) as e:   # header fine, pixel data truncated or corrupt
+                raise ConfigError(f"{self.files[i]}: cannot read this training image ({e}); repair or remove it, "
+                                  "then run the same command again (the run resumes)") from e
         return self._cache[i]
 
     def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:

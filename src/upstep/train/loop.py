@@ -84,6 +84,35 @@ def record_config_change(path: Path, cfg: dict) -> dict:
     return changed
 
 
+def _identity(cfg: dict) -> dict:
+    """What a checkpoint's tensors are tied to: the recipe, the networks and the scale."""
+    model = {k: v for k, v in (cfg.get("model") or {}).items() if k != "init_from"}
+    return {"recipe": cfg.get("recipe"), "model": model, "data.scale": (cfg.get("data") or {}).get("scale")}
+
+
+def check_resumable(run_dir: Path, cfg: dict, ckpt: Path) -> None:
+    """A one-line error before a checkpoint is loaded into networks it was not made by, or resumed
+    past the end asked for."""
+    from upstep.train.checkpoint import CheckpointError
+
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        old = None
+    if old is not None:
+        before, now = _identity(old), _identity(cfg)
+        diff = [k for k in now if before[k] != now[k]]
+        if diff:
+            raise CheckpointError(f"{run_dir}: was trained with another {' and '.join(diff)} than this command's "
+                                  f"({', '.join(f'{before[k]!r} -> {now[k]!r}' for k in diff)[:300]}); its checkpoint "
+                                  "cannot continue in these networks. Use a new --run-dir, or the run's own config "
+                                  f"({run_dir / 'config.json'})")
+    step = json.loads((ckpt / "state.json").read_text())["step"]
+    if int(cfg["train"]["steps"]) < step:
+        raise CheckpointError(f"{run_dir}: is already at step {step}, past train.steps={cfg['train']['steps']}; "
+                              "raise train.steps to train on, or use its exported model")
+
+
 def lr_at(step: int, train_cfg: dict) -> float:
     """Linear warm-up then constant (or cosine decay if ``lr_schedule`` = "cosine")."""
     base, warm, total = train_cfg["lr"], train_cfg.get("warmup", 0), train_cfg["steps"]
@@ -180,6 +209,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     start = 0
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
+        check_resumable(run_dir, cfg, ckpt)
         state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas, scaler=accelerator.scaler)
         start = state["step"]
         dropped = drop_log_after(run_dir / "log.jsonl", start) if accelerator.is_main_process else 0
@@ -194,6 +224,7 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     elif accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_json(cfg, run_dir / "config.json")
+        (run_dir / "log.jsonl").unlink(missing_ok=True)   # from step 0: an earlier start that saved nothing
 
     total = int(tcfg["steps"])
     end = total if stop_after is None else min(total, start + stop_after)
