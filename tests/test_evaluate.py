@@ -104,7 +104,7 @@ def test_eval_writes_results_and_resumes(tmp_path, data_root, capsys):
     assert tiny["bicubic"]["psnr"] > 25  # bicubic of a bicubic-made LR of a smooth image is good
     assert "psnr" not in res["sets"]["lronly"]["methods"]["bicubic"]  # LR-only: no reference metrics
     assert ("niqe" in res["sets"]["lronly"]["methods"]["bicubic"]) == have_niqe
-    assert "musiq" in res["unavailable_metrics"] and "fid" not in res["sets"]["tiny"]["methods"]["bicubic"]
+    assert res["unavailable_metrics"] == {} and "fid" not in res["sets"]["tiny"]["methods"]["bicubic"]  # not asked
     for f in ("results.md", "steps_tiny.png", "crops_tiny.png"):
         assert (out / f).is_file(), f
     n_records = len((out / "records.jsonl").read_text().splitlines())
@@ -386,3 +386,12 @@ def test_eval_never_reports_another_evaluations_records_as_its_own(tmp_path, dat
     assert json.loads((out / "results.json").read_text())["sets"]["tiny"]["methods"]["model@1"]["psnr"] != first
     (out / "settings.json").unlink()                                      # records of an unrecorded evaluation
     assert run(b) == 2 and "settings were not recorded" in capsys.readouterr().err
+
+
+def test_without_metrics_asked_the_unavailable_ones_are_named_never_numbered(tmp_path, data_root):
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    assert main(["eval", "--model", str(model), "--sets", "tiny", "--limit", "1", "--out", str(tmp_path / "r"),
+                 "--peers", "none", "--data-root", str(data_root), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert "musiq" in res["unavailable_metrics"] and "musiq" not in res["sets"]["tiny"]["methods"]["model@1"]
+    assert "Not measured" in (tmp_path / "r" / "results.md").read_text()

@@ -149,6 +149,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     ok, missing = available_metrics(weights_dir)
     if metrics and "fid" in metrics:
         raise UpstepError("fid is a set-level metric: ask for it with --fid-patches N (e.g. 1000), not --metrics")
+    chosen = bool(metrics)
     metrics = list(metrics or [m for m in ok if m != "fid"])
     for m in metrics:
         if m not in ok:
@@ -157,6 +158,8 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
         if "fid" not in ok:
             raise UpstepError(missing["fid"])
         missing.pop("fid", None)
+    if chosen:   # --metrics given: what was not asked for is not reported as "not measured"
+        missing = {}
     methods = _methods(up.model, steps, peers, scale, weights_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
