@@ -395,3 +395,14 @@ def test_without_metrics_asked_the_unavailable_ones_are_named_never_numbered(tmp
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert "musiq" in res["unavailable_metrics"] and "musiq" not in res["sets"]["tiny"]["methods"]["model@1"]
     assert "Not measured" in (tmp_path / "r" / "results.md").read_text()
+
+
+def test_eval_settings_spell_the_models_default_out(tmp_path, data_root, capsys):
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    base = ["eval", "--model", str(model), "--sets", "tiny", "--limit", "1", "--out", str(tmp_path / "r"),
+            "--peers", "none", "--data-root", str(data_root), "--no-progress", "--metrics", "psnr"]
+    assert main(base) == 0
+    assert main([*base, "--strength", "1"]) == 0      # no auto rule: the default is S = 1, the same evaluation
+    from upstep.paths import weights_root
+
+    assert main([*base, "--weights-dir", str(weights_root())]) == 0   # the default folder, named

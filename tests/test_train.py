@@ -212,3 +212,19 @@ def test_a_restart_from_step_0_logs_each_step_once_and_a_lost_latest_json_is_fou
     from upstep.train.checkpoint import latest_checkpoint
 
     assert latest_checkpoint(run).name == "step_0000003"
+
+
+def test_a_latest_json_naming_a_lost_checkpoint_or_a_damaged_state_is_handled(tmp_path):
+    import shutil
+
+    from upstep.train.checkpoint import CheckpointError, latest_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny_cfg(steps=4, checkpoint_every=2, val_every=0), run, progress=False)
+    shutil.rmtree(run / "checkpoints" / "step_0000004")                 # latest.json now names a lost folder
+    assert latest_checkpoint(run).name == "step_0000002"
+    (run / "checkpoints" / "step_0000002" / "state.json").write_text('{"step": 2, "opt')   # cut off
+    (run / "latest.json").write_text("{not json")
+    assert latest_checkpoint(run).name == "step_0000002"                # an unreadable latest.json: the newest
+    with pytest.raises(CheckpointError, match="cannot be read"):        # one line, no JSON traceback
+        train(tiny_cfg(steps=6, checkpoint_every=2, val_every=0), run, progress=False)

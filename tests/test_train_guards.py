@@ -35,6 +35,12 @@ def test_set_values_that_fit_are_taken():
     assert chain["stages"][0]["train"]["steps"] == 2
     with pytest.raises(ConfigError, match="not an index"):
         apply_override(chain, "stages.3.train.steps=2")
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_override(cfg, "train.steps.x=1")
+    apply_override(cfg, "model.unet.block_out_channels.0=8")
+    assert cfg["model"]["unet"]["block_out_channels"][0] == 8
+    apply_override(cfg, "train.val_every=null")                    # null turns a numeric setting off
+    assert cfg["train"]["val_every"] is None
 
 
 def test_a_set_on_a_yonos_chain_reaches_every_stage(tmp_path, monkeypatch):
@@ -45,10 +51,11 @@ def test_a_set_on_a_yonos_chain_reaches_every_stage(tmp_path, monkeypatch):
         return tmp_path / "model"
 
     monkeypatch.setattr("upstep.recipes.scale_distill.run_chain", fake_run_chain)
-    assert main(["train", "yonos_chain_small.json", "--run-dir", str(tmp_path / "chain"), "--set", "train.steps=2",
+    assert main(["train", "yonos_chain_small.json", "--run-dir", str(tmp_path / "chain"),
+                 "--set", "stages.0.train.steps=30", "--set", "train.steps=2",
                  "--set", 'data.train_dirs=["/my/photos"]']) == 0
-    assert len(seen["stages"]) == 3
-    assert all(s["train"]["steps"] == 2 and s["data"]["train_dirs"] == ["/my/photos"] for s in seen["stages"])
+    assert [s["train"]["steps"] for s in seen["stages"]] == [30, 2, 2]      # the stage's own --set wins
+    assert all(s["data"]["train_dirs"] == ["/my/photos"] for s in seen["stages"])
 
 
 def _photos(folder, n, size=(160, 140)):
@@ -96,6 +103,12 @@ def test_eval_reads_a_set_made_by_degrade_and_names_its_peers(tmp_path, capsys):
     assert main([*base, str(tmp_path / "o1"), "--peers", "nosuchpeer"]) == 2
     assert "unknown peer 'nosuchpeer'" in capsys.readouterr().err
     assert main([*base, str(tmp_path / "o2"), "--peers", "realesr-general-x4v3", "--weights-dir",
-                 str(tmp_path / "nowhere")]) == 2
-    assert "realesr-general-x4v3 cannot run here" in capsys.readouterr().err
+                 str(tmp_path / "nowhere")]) == 0                     # left out, and said so
+    assert "peer realesr-general-x4v3 left out: it cannot run here" in capsys.readouterr().err
+    (root / "eval" / "bad" / "hr").mkdir(parents=True)
+    (root / "eval" / "bad" / "lr").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(root / "eval" / "bad" / "hr" / "a.png")
+    Image.new("RGB", (16, 16)).save(root / "eval" / "bad" / "lr" / "a.png")   # x2 LR in an x4 set
+    with pytest.raises(UpstepError, match="16x16 is not 1/4 of its HR"):
+        open_set("bad", root).load(open_set("bad", root).items[0], 4)
     assert main([*base, str(tmp_path / "o3"), "--peers", "none"]) == 0

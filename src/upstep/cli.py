@@ -300,19 +300,23 @@ def run_train(args) -> int:
 
     cfg = load_config(args.config)
     chain = cfg.get("recipe") == "yonos_chain"
-    # a chain's own sections take their --set as given; any other --set applies to every stage
-    chain_level = [i for i in args.set if i.split("=", 1)[0].split(".")[0] in ("defaults", "stages", "name")]
-    for item in (chain_level if chain else args.set):
-        apply_override(cfg, item)
+    head = [i.split("=", 1)[0].split(".")[0] for i in args.set]
+    # a chain: defaults.* and name go to the chain, stages.N.* to stage N, any other --set to every stage
+    # (after defaults are merged in and before stages.N, so the more specific one wins)
+    for item, h in zip(args.set, head):
+        if not chain or h in ("defaults", "name"):
+            apply_override(cfg, item)
     if args.fill_latent_cache:
         return _fill_latent_cache(cfg, args)
     if chain:  # YONOS-SR x2 -> x4 -> x8: one run folder per stage
         from upstep.recipes.scale_distill import chain_stages, run_chain
 
         stages = chain_stages(cfg)
-        for stage in stages:
-            for item in (i for i in args.set if i not in chain_level):
+        for item in (i for i, h in zip(args.set, head) if h not in ("defaults", "name", "stages")):
+            for stage in stages:
                 apply_override(stage, item)
+        for item in (i for i, h in zip(args.set, head) if h == "stages"):
+            apply_override({"stages": stages}, item)
         if args.init_from and stages:  # --init-from applies to the first (non-distilled) stage
             stages[0].setdefault("model", {})["init_from"] = args.init_from
         out = run_chain(stages, args.run_dir, progress=not args.no_progress)

@@ -55,12 +55,18 @@ def apply_override(cfg: dict, item: str) -> None:
                                   f"{part!r} is not an index of it")
             node = node[int(part)]
         elif isinstance(node, dict):
-            node = node.setdefault(part, {})
+            if node.get(part) is None:   # absent, or null: a section now (perceptual.decoder.width=48)
+                node[part] = {}
+            node = node[part]
         else:
             raise ConfigError(f"override {item!r}: {'.'.join(parts[:i])} is a value, not a section")
     last = parts[-1]
-    if isinstance(node, list):
-        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is a list; name an entry's key")
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):   # block_out_channels.0=16
+        node[int(last)] = _checked(item, node[int(last)], value)
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1]) or key} is "
+                          f"{'a list' if isinstance(node, list) else 'a value'} ({json.dumps(node)}), not a section")
     node[last] = _checked(item, node.get(last), value)
 
 
@@ -70,7 +76,7 @@ def _checked(item: str, old, value):
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    if number(old) and not number(value):
+    if number(old) and not number(value) and value is not None:   # null: "off" for some settings
         raise ConfigError(f"override {item!r}: this setting is a number (now {old!r}); give a number")
     if isinstance(old, int) and not isinstance(old, bool) and isinstance(value, float):
         if not value.is_integer():

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -67,9 +68,9 @@ def _methods(model, steps: list[int], peers: str, scale: int, weights_dir):
         raise UpstepError(f"--peers: unknown peer {unknown[0]!r}; known: {', '.join(peer_names(scale, weights_dir))} "
                           "(or all, none)")
     missing = unavailable_peers(scale, weights_dir)
-    cannot = [p for p in asked if p in missing]
-    if cannot:
-        raise UpstepError(f"--peers: {cannot[0]} cannot run here: {missing[cannot[0]]}")
+    for p in asked:   # a peer list is often reused across scales and machines: left out, said once
+        if p in missing:
+            print(f"note: peer {p} left out: it cannot run here ({missing[p]})", file=sys.stderr)
     out = {f"model@{n}": ("model", n) for n in steps}
     for peer in available_peers(scale, weights_dir=weights_dir):
         if peer.name == "bicubic" or peers == "all" or peer.name in asked:
@@ -109,9 +110,14 @@ def _settings(up, seed, strength, metrics, data_root, weights_dir) -> dict:
     fid_end = fidelity_weights_path(folder)
     files += [fid_end] if fid_end else []
     files += [SHIPPED / "model.safetensors"] if up.auto_rule else []
-    return {"model_files": _file_digest(files), "seed": seed, "strength": str(strength), "metrics": sorted(metrics),
+    from upstep.paths import weights_root
+    from upstep.strength import AUTO, parse_strength
+
+    s = parse_strength(strength)
+    ran = (AUTO if up.auto_rule else 1.0) if s is None else s   # None: the model's default, spelled out
+    return {"model_files": _file_digest(files), "seed": seed, "strength": str(ran), "metrics": sorted(metrics),
             "data_root": str(Path(data_root or default_data_root()).resolve()),
-            "weights_dir": str(Path(weights_dir).resolve()) if weights_dir else None}
+            "weights_dir": str(Path(weights_dir or weights_root()).resolve())}
 
 
 def _check_settings(out: Path, settings: dict, have_records: bool) -> None:
@@ -387,8 +393,6 @@ def _crop_grid(c: dict, methods: list[str], scale: int, path: Path, size: int = 
 
 
 def run_eval(args) -> int:
-    import sys
-
     from upstep.strength import parse_strength
 
     steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})

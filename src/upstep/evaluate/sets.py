@@ -44,6 +44,10 @@ class BenchmarkSet:
             hr = hr[..., : h - h % scale, : w - w % scale]
         if scale == NATIVE_SCALE and item.lr_path is not None:
             lr = to_model_rgb(read_image(item.lr_path))[None]
+            if hr is not None and any(not 0 <= h - s * scale < scale for s, h in zip(lr.shape[-2:], hr.shape[-2:])):
+                raise UpstepError(f"{item.lr_path}: {lr.shape[-1]}x{lr.shape[-2]} is not 1/{scale} of its HR "
+                                  f"({item.hr_path.name}, {hr.shape[-1]}x{hr.shape[-2]}); a set's lr/ holds x{scale} "
+                                  "LR of its hr/ (upstep degrade --scale 4 writes such pairs)")
             if hr is not None and tuple(x * scale for x in lr.shape[-2:]) != tuple(hr.shape[-2:]):
                 hr = hr[..., : lr.shape[-2] * scale, : lr.shape[-1] * scale]
         elif hr is not None:
@@ -95,5 +99,5 @@ def open_set(name: str, root: Path | None = None) -> BenchmarkSet:
     names = sorted(set(hr) | set(lr))
     if not names:
         raise UpstepError(f"benchmark set {name!r} at {base} holds no images: a set keeps them in hr/ and/or lr/ "
-                          "(file names matching 1:1, LR exactly 1/scale of HR)")
+                          "(file names matching 1:1, LR 1/4 of HR)")
     return BenchmarkSet(name, base, [Item(n, lr.get(n), hr.get(n)) for n in names])

@@ -199,8 +199,13 @@ def _is_model_folder(p: Path) -> bool:
 
 
 def _checkpoint_step(run_dir: Path) -> int:
-    marker = run_dir / "latest.json"
-    return int(json.loads(marker.read_text())["step"]) if marker.is_file() else 0
+    from upstep.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)   # the one a resume would load
+    try:
+        return int(json.loads((ckpt / "state.json").read_text())["step"]) if ckpt else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0   # unreadable: the resume itself says so
 
 
 def run_chain(stages: list, root: str | Path, stop_after: int | None = None,

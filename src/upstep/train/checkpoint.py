@@ -109,14 +109,18 @@ class CheckpointError(UpstepError, RuntimeError):
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint ``latest.json`` names; without that file (lost, or a copy of the folder that
-    missed it), the newest complete ``checkpoints/step_*`` (each is renamed into place whole)."""
+    """The checkpoint ``latest.json`` names; where that file is missing or unreadable, or names a
+    folder that is gone (a copy of the run that missed them), the newest complete
+    ``checkpoints/step_*`` (each is renamed into place whole)."""
     marker = Path(run_dir) / "latest.json"
-    if not marker.is_file():
-        done = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / "state.json").is_file())
-        return done[-1] if done else None
-    path = Path(run_dir) / json.loads(marker.read_text())["path"]
-    return path if (path / "state.json").is_file() else None
+    try:
+        path = Path(run_dir) / json.loads(marker.read_text())["path"]
+        if (path / "state.json").is_file():
+            return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    done = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / "state.json").is_file())
+    return done[-1] if done else None
 
 
 def load_checkpoint(path: Path, modules: dict, optimizers: dict, emas: dict, scaler=None) -> dict:

@@ -107,10 +107,15 @@ def check_resumable(run_dir: Path, cfg: dict, ckpt: Path) -> None:
                                   f"({', '.join(f'{before[k]!r} -> {now[k]!r}' for k in diff)[:300]}); its checkpoint "
                                   "cannot continue in these networks. Use a new --run-dir, or the run's own config "
                                   f"({run_dir / 'config.json'})")
-    step = json.loads((ckpt / "state.json").read_text())["step"]
+    try:
+        step = int(json.loads((ckpt / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{ckpt}: this checkpoint cannot be read ({type(e).__name__}: {e}). Nothing was "
+                              "changed; to resume from the previous checkpoint, point latest.json at its folder, "
+                              "or start a fresh --run-dir") from e
     if int(cfg["train"]["steps"]) < step:
         raise CheckpointError(f"{run_dir}: is already at step {step}, past train.steps={cfg['train']['steps']}; "
-                              "raise train.steps to train on, or use its exported model")
+                              f"raise train.steps to train on (--set train.steps={step} exports what it has)")
 
 
 def lr_at(step: int, train_cfg: dict) -> float:
