@@ -406,3 +406,10 @@ def test_eval_settings_spell_the_models_default_out(tmp_path, data_root, capsys)
     from upstep.paths import weights_root
 
     assert main([*base, "--weights-dir", str(weights_root())]) == 0   # the default folder, named
+
+
+def test_an_unknown_set_leaves_no_output_folder(tmp_path, data_root, capsys):
+    model = save_model(make_tiny_model(), tmp_path / "model")
+    assert main(["eval", "--model", str(model), "--sets", "nosuchset", "--out", str(tmp_path / "r"),
+                 "--peers", "none", "--data-root", str(data_root), "--no-progress"]) == 2
+    assert "nosuchset" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -112,3 +112,16 @@ def test_eval_reads_a_set_made_by_degrade_and_names_its_peers(tmp_path, capsys):
     with pytest.raises(UpstepError, match="16x16 is not 1/4 of its HR"):
         open_set("bad", root).load(open_set("bad", root).items[0], 4)
     assert main([*base, str(tmp_path / "o3"), "--peers", "none"]) == 0
+
+
+def test_ctrl_c_in_training_says_where_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+    def interrupted(cfg, run_dir, progress=False):
+        from upstep.train.checkpoint import save_checkpoint
+
+        save_checkpoint(run_dir, 3, {}, {}, {})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("upstep.train.loop.train", interrupted)
+    assert main(["train", "sr_x4_tiny", "--run-dir", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again to resume from" in err and "step_0000003" in err

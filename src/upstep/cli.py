@@ -295,6 +295,19 @@ def _add_train(sub):
 
 
 def run_train(args) -> int:
+    try:
+        return _train(args)
+    except KeyboardInterrupt:   # say where the same command picks up
+        from upstep.train.checkpoint import latest_checkpoint
+
+        found = sorted(Path(args.run_dir).rglob("latest.json"))   # a chain: one per stage
+        ckpts = [c for c in (latest_checkpoint(f.parent) for f in found) if c is not None]
+        where = f"from {ckpts[-1]}" if ckpts else "from the start (no checkpoint was written yet)"
+        print(f"stopped; run the same command again to resume {where}", file=sys.stderr)
+        raise
+
+
+def _train(args) -> int:
     from upstep.config import apply_override, load_config
     from upstep.train.loop import train
 

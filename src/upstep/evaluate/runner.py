@@ -167,6 +167,7 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     if chosen:   # --metrics given: what was not asked for is not reported as "not measured"
         missing = {}
     methods = _methods(up.model, steps, peers, scale, weights_dir)
+    opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]   # before --out is made
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
     if fresh and rec_path.exists():
@@ -174,7 +175,6 @@ def evaluate(model_name: str, sets: list[str], steps: list[int], out: Path, *, p
     if fresh and (out / "fid_features").is_dir():
         shutil.rmtree(out / "fid_features")
     done = _load_records(rec_path)
-    opened = [open_set(s, Path(data_root) if data_root else None) for s in sets]
     if check_settings:
         settings = _settings(up, seed, strength, metrics, data_root, weights_dir)
         _check_settings(out, settings, bool(done))
