@@ -77,3 +77,18 @@ def test_a_folder_with_an_unreadable_image_is_named(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(Exception, match="bad.png: cannot read as an image"):
         signatures(tmp_path)
+
+
+def test_your_own_photo_folder_is_checked_with_train(tmp_path, capsys):
+    root = tmp_path / "data"
+    original = _photo(7)
+    _write(original, root / "eval/mine/HR/a.png")                # a set as `upstep degrade` writes it
+    _write(_photo(100), root / "eval/mine/HR/b.png")
+    mine = tmp_path / "my_photos"
+    _write(_reencoded(original, (131, 131), crop=3), mine / "trip/dup.jpg", "JPEG")
+    _write(_photo(5), mine / "other.png")
+    assert main(["check-data", "--data-root", str(root), "--train", str(mine), "--out", str(tmp_path / "r")]) == 1
+    assert "dup.jpg" in capsys.readouterr().out
+    assert f"under `{mine}`" in (tmp_path / "r" / "data_check.md").read_text()
+    assert main(["check-data", "--data-root", str(root), "--train", str(tmp_path / "nope")]) == 2
+    assert "nope: not a folder" in capsys.readouterr().err

@@ -92,7 +92,8 @@ def eval_folders(root: Path) -> dict[str, Path]:
     """{set: its hr/ folder, or lr/ for a set without ground truth} under ``root/eval``."""
     out = {}
     for s in sorted(p for p in (root / "eval").iterdir() if p.is_dir()):
-        out[s.name] = s / "hr" if (s / "hr").is_dir() else s / "lr" if (s / "lr").is_dir() else s
+        found = [s / k for k in ("hr", "HR", "lr", "LR") if (s / k).is_dir()]
+        out[s.name] = found[0] if found else s
     return out
 
 
@@ -133,12 +134,18 @@ def check(train: dict, evals: dict[str, dict], max_distance: int = MAX_DISTANCE,
             "closest_by_distance": by_distance, "closest_by_correlation": by_correlation}
 
 
-def check_data(root: Path, max_distance: int = MAX_DISTANCE, min_correlation: float = MIN_CORRELATION) -> dict:
-    if not (root / "train").is_dir() or not (root / "eval").is_dir():
-        raise UpstepError(f"{root}: no train/ and eval/ folders (set UPSTEP_DATA or --data-root)")
-    train = signatures(root / "train")
+def check_data(root: Path, max_distance: int = MAX_DISTANCE, min_correlation: float = MIN_CORRELATION,
+               train_dir: Path | None = None) -> dict:
+    """``train_dir``: a folder of one's own photos to check instead of ``root/train``."""
+    train_dir = train_dir or root / "train"
+    if not train_dir.is_dir():
+        raise UpstepError(f"{train_dir}: not a folder" if train_dir != root / "train" else
+                          f"{root}: no train/ folder (set UPSTEP_DATA or --data-root, or give your photos with --train)")
+    if not (root / "eval").is_dir():
+        raise UpstepError(f"{root}: no eval/ folder with the evaluation sets (set UPSTEP_DATA or --data-root)")
+    train = signatures(train_dir)
     evals = {s: signatures(f) for s, f in eval_folders(root).items()}
-    return check(train, evals, max_distance, min_correlation)
+    return {**check(train, evals, max_distance, min_correlation), "train_folder": str(train_dir)}
 
 
 def report_md(result: dict, root: Path, prov: dict | None = None) -> str:
@@ -153,7 +160,8 @@ def report_md(result: dict, root: Path, prov: dict | None = None) -> str:
     if prov:
         lines += [provenance_md(prov), ""]
     n_eval = sum(result["eval_images"].values())
-    lines += [f"{result['train_images']} training images under `train/` against {n_eval} evaluation images "
+    where = "train/" if Path(result.get("train_folder", root / "train")) == root / "train" else result["train_folder"]
+    lines += [f"{result['train_images']} training images under `{where}` against {n_eval} evaluation images "
               f"({', '.join(f'{s} {n}' for s, n in result['eval_images'].items())}), every pair. A pair is reported "
               f"when the 64-bit DCT hashes of the grey thumbnails differ in at most {result['max_distance']} bits "
               f"and the 16×16 thumbnails correlate at least {result['min_correlation']:g} "
@@ -174,6 +182,9 @@ def add_check_data_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"report pairs whose 64-bit hashes differ in at most this many bits (default {MAX_DISTANCE})")
     p.add_argument("--min-correlation", type=float, default=MIN_CORRELATION,
                    help=f"... and whose 16x16 thumbnails correlate at least this much (default {MIN_CORRELATION})")
+    p.add_argument("--train", type=Path, default=None,
+                   help="a folder of your own training photos (subfolders included) to check against the evaluation "
+                        "sets instead of the data root's train/")
     p.add_argument("--out", type=Path, default=None, help="also write data_check.json and data_check.md here")
 
 
@@ -185,7 +196,7 @@ def run_check_data(args) -> int:
     root = (args.data_root or data_root()).resolve()
     if not -1 <= args.min_correlation <= 1:
         raise UpstepError(f"--min-correlation must be in [-1, 1], got {args.min_correlation}")
-    result = check_data(root, args.max_distance, args.min_correlation)
+    result = check_data(root, args.max_distance, args.min_correlation, args.train)
     for r in result["pairs"]:
         print(f"near-duplicate ({r['distance']} bits, correlation {r['correlation']:.3f}): {r['train']}  ~  {r['eval']}")
     print(f"{len(result['pairs'])} near-duplicate pairs between {result['train_images']} training images and "
