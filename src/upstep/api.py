@@ -183,8 +183,6 @@ def pick_device(device: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UpstepError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UpstepError("--device mps: Apple MPS is not available here; use --device cpu or auto")
     try:

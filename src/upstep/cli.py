@@ -80,15 +80,12 @@ def check_upscale_args(args) -> None:
     args.strength = parse_strength(args.strength)
     if args.steps is not None and args.steps < 1:
         raise UpstepError(f"--steps must be at least 1, got {args.steps}")
-    if args.tile != "auto":
-        try:
-            args.tile = int(args.tile)
-        except ValueError:
-            raise UpstepError(f"--tile must be a number of LR pixels or auto, got {args.tile!r}") from None
-        if args.tile < 1:
-            raise UpstepError(f"--tile must be a positive number of LR pixels (or auto), got {args.tile}")
-    if args.overlap < 0:
-        raise UpstepError(f"--overlap must be 0 or more LR pixels, got {args.overlap}")
+    from upstep.pipeline import check_tiling
+
+    try:   # the API's own check (upstep.pipeline), named as the flags here
+        args.tile, args.overlap = check_tiling(args.tile, args.overlap)
+    except UpstepError as e:
+        raise UpstepError(f"--{e}") from None
     if args.tile != "auto" and args.overlap >= args.tile:
         raise UpstepError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
     if not 1 <= args.quality <= 100:

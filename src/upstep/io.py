@@ -90,12 +90,19 @@ def _metadata(im: Image.Image) -> tuple[bytes | None, dict[str, str] | None]:
     return (exif.tobytes() if len(exif) else None), text
 
 
+def _rawmode(im: Image.Image) -> str | None:
+    """How the file stores its pixels (e.g. "RGB", "RGB;16B", "L;2"), while ``im`` is not loaded yet."""
+    tile = getattr(im, "tile", None)
+    if not tile:
+        return None
+    raw = tile[0][3]
+    return raw if isinstance(raw, str) else raw[0]
+
+
 def loaded_from_pil(im: Image.Image, path: Path | None = None, rawmode: str | None = None) -> LoadedImage:
     """Normalise any PIL mode to (rgb or gray, alpha, bit depth). ``rawmode``: how the file stores
     its pixels (``im.tile``'s, read before ``load()`` empties it; None: read it here)."""
-    if rawmode is None and getattr(im, "tile", None):
-        rawmode = im.tile[0][3] if isinstance(im.tile[0][3], str) else im.tile[0][3][0]
-    img = _loaded_pixels(im, path, rawmode)
+    img = _loaded_pixels(im, path, rawmode or _rawmode(im))
     img.exif, img.text = _metadata(im)
     return img
 
@@ -173,11 +180,11 @@ def read_image(path: str | Path, *, max_pixels: int | None = None, min_size: int
             raise ImageReadError(f"{path}: {w}x{h} is too small to upscale (needs at least {min_size}px a side)")
         try:
             im.seek(0)  # GIF/APNG/TIFF: the first frame
-            tile = im.tile[0][3] if im.tile else None
+            rawmode = _rawmode(im)   # load() empties the tile list
             im.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageReadError(f"{path}: truncated or corrupt image data ({e})") from e
-        return loaded_from_pil(im, path, tile if isinstance(tile, str) else (tile[0] if tile else None))
+        return loaded_from_pil(im, path, rawmode)
 
 
 def to_model_rgb(img: LoadedImage) -> torch.Tensor:

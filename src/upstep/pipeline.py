@@ -76,7 +76,7 @@ def _whole(v, what: str) -> int:
     return int(f)
 
 
-def _check_tiling(tile, overlap) -> tuple[int | str, int]:
+def check_tiling(tile, overlap) -> tuple[int | str, int]:
     """``tile`` ("auto" or a positive whole number of LR pixels) and ``overlap`` (0 or more), checked."""
     if tile != "auto":
         tile = _whole(tile, "tile must be a whole number of LR pixels or 'auto'")
@@ -97,7 +97,7 @@ class TiledUpscaler:
     def __init__(self, model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  tile: int | str = "auto", overlap: int = 16, tile_batch: int = 4,
                  channels_last: bool | None = None, auto_tile_px: int = AUTO_TILE_PX, backend: str = "torch"):
-        tile, overlap = _check_tiling(tile, overlap)   # before any export or copy of the model
+        tile, overlap = check_tiling(tile, overlap)   # before any export or copy of the model
         self.device = torch.device(device)
         self.backend = backend
         if self.device.type == "cpu":  # the activation buffers of one call are reused by the next

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upstep.errors import UpstepError
+from upstep.evaluate.sets import set_subfolder
 from upstep.io import list_inputs
 
 MAX_DISTANCE = 12
@@ -92,8 +93,7 @@ def eval_folders(root: Path) -> dict[str, Path]:
     """{set: its hr/ folder, or lr/ for a set without ground truth} under ``root/eval``."""
     out = {}
     for s in sorted(p for p in (root / "eval").iterdir() if p.is_dir()):
-        found = [s / k for k in ("hr", "HR", "lr", "LR") if (s / k).is_dir()]
-        out[s.name] = found[0] if found else s
+        out[s.name] = set_subfolder(s, "hr") or set_subfolder(s, "lr") or s
     return out
 
 

@@ -86,13 +86,18 @@ class BenchmarkSet:
         return lr, hr
 
 
+def set_subfolder(base: Path, kind: str) -> Path | None:
+    """A set's ``hr`` or ``lr`` folder (``HR``/``LR`` too: what `upstep degrade` writes), or None."""
+    return next((base / k for k in (kind, kind.upper()) if (base / k).is_dir()), None)
+
+
 def open_set(name: str, root: Path | None = None) -> BenchmarkSet:
     base = (root or data_root()) / "eval" / name
     if not base.is_dir():
         raise UpstepError(f"benchmark set {name!r} not found at {base}; set UPSTEP_DATA or --data-root "
                           f"(known sets: {', '.join(KNOWN_SETS)})")
-    def sub(kind: str) -> dict:   # hr/ and lr/ (HR/ and LR/ too: what `upstep degrade` writes)
-        folder = next((base / k for k in (kind, kind.upper()) if (base / k).is_dir()), None)
+    def sub(kind: str) -> dict:
+        folder = set_subfolder(base, kind)
         return {p.stem: p for p in list_inputs([folder])} if folder else {}
 
     hr, lr = sub("hr"), sub("lr")

@@ -90,32 +90,21 @@ def _identity(cfg: dict) -> dict:
     return {"recipe": cfg.get("recipe"), "model": model, "data.scale": (cfg.get("data") or {}).get("scale")}
 
 
-def check_resumable(run_dir: Path, cfg: dict, ckpt: Path) -> None:
-    """A one-line error before a checkpoint is loaded into networks it was not made by, or resumed
-    past the end asked for."""
+def check_same_networks(run_dir: Path, cfg: dict) -> None:
+    """A one-line error before a run's checkpoint is loaded into networks it was not made by."""
     from upstep.train.checkpoint import CheckpointError
 
     try:
         old = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        old = None
-    if old is not None:
-        before, now = _identity(old), _identity(cfg)
-        diff = [k for k in now if before[k] != now[k]]
-        if diff:
-            raise CheckpointError(f"{run_dir}: was trained with another {' and '.join(diff)} than this command's "
-                                  f"({', '.join(f'{before[k]!r} -> {now[k]!r}' for k in diff)[:300]}); its checkpoint "
-                                  "cannot continue in these networks. Use a new --run-dir, or the run's own config "
-                                  f"({run_dir / 'config.json'})")
-    try:
-        step = int(json.loads((ckpt / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{ckpt}: this checkpoint cannot be read ({type(e).__name__}: {e}). Nothing was "
-                              "changed; to resume from the previous checkpoint, point latest.json at its folder, "
-                              "or start a fresh --run-dir") from e
-    if int(cfg["train"]["steps"]) < step:
-        raise CheckpointError(f"{run_dir}: is already at step {step}, past train.steps={cfg['train']['steps']}; "
-                              f"raise train.steps to train on (--set train.steps={step} exports what it has)")
+        return
+    before, now = _identity(old), _identity(cfg)
+    diff = [k for k in now if before[k] != now[k]]
+    if diff:
+        raise CheckpointError(f"{run_dir}: was trained with another {' and '.join(diff)} than this command's "
+                              f"({', '.join(f'{before[k]!r} -> {now[k]!r}' for k in diff)[:300]}); its checkpoint "
+                              "cannot continue in these networks. Use a new --run-dir, or the run's own config "
+                              f"({run_dir / 'config.json'})")
 
 
 def lr_at(step: int, train_cfg: dict) -> float:
@@ -214,9 +203,14 @@ def train(cfg: dict, run_dir: str | Path, *, stop_after: int | None = None, prog
     start = 0
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
-        check_resumable(run_dir, cfg, ckpt)
+        check_same_networks(run_dir, cfg)
         state = load_checkpoint(ckpt, recipe.trainable, recipe.optimizers, emas, scaler=accelerator.scaler)
         start = state["step"]
+        if int(tcfg["steps"]) < start:   # nothing on disk has changed yet
+            from upstep.train.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{run_dir}: is already at step {start}, past train.steps={tcfg['steps']}; "
+                                  f"raise train.steps to train on (--set train.steps={start} exports what it has)")
         dropped = drop_log_after(run_dir / "log.jsonl", start) if accelerator.is_main_process else 0
         accelerator.print(f"resumed from {ckpt} at step {start}"
                           + (f" ({dropped} log records of later steps dropped: they are trained again)"
